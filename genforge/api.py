@@ -1,0 +1,135 @@
+"""The Python API that the CLI (and later the server) are thin adapters over.
+
+    import genforge
+    cfg = genforge.load_config("mnist-dcgan", ["train.max_steps=500"])
+    run = genforge.train(cfg).run_dir
+    images = genforge.load(run).sample(64, seed=0)          # uint8 (64, 1, 28, 28)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genforge.config import ConfigError, RunConfig, build_run_config, read_yaml
+from genforge.data import DataError, from_model_range, to_model_range
+from genforge.data.cifar import load_npz
+from genforge.data.masks import make_mask
+from genforge.registry import FAMILIES
+from genforge.training.checkpoint import MODEL_FILE, read_model, split_state
+
+
+class GenerativeModel:
+    """A trained model rebuilt from its run folder alone (model.safetensors + its metadata)."""
+
+    def __init__(self, cfg: RunConfig, objective: Any, data_info: dict[str, Any], step: int,
+                 path: Path) -> None:
+        self.config, self.objective, self.data_info = cfg, objective, data_info
+        self.step, self.path = step, path
+
+    @property
+    def num_classes(self) -> int:
+        return self.objective.num_classes
+
+    def to(self, device: str | torch.device) -> GenerativeModel:
+        for net in self.objective.nets.values():
+            net.to(device)
+        return self
+
+    def _labels(self, label: int | list[int] | torch.Tensor | None, n: int) -> torch.Tensor | None:
+        if label is None:
+            return None
+        if not self.num_classes:
+            raise ConfigError(f"{self.path}: this model is not conditional; drop the label")
+        labels = torch.as_tensor(label, dtype=torch.long).flatten()
+        labels = labels.expand(n) if labels.numel() == 1 else labels
+        if labels.numel() != n or labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ConfigError(f"label {label}: allowed are 0..{self.num_classes - 1}, one or n")
+        return labels.clone()
+
+    def sample(self, n: int, *, seed: int = 0, label: Any = None) -> torch.Tensor:
+        """n images as uint8 (n, C, H, W); `label` (int or n ints) for conditional models."""
+        if n <= 0:
+            raise ConfigError(f"n={n}: must be a positive number of samples")
+        images = self.objective.sample(n, seed=seed, condition=self._labels(label, n))
+        return from_model_range(images)
+
+    def complete(self, images: torch.Tensor | np.ndarray, mask: str | torch.Tensor, *,
+                 seed: int = 0, label: Any = None, **options: Any) -> torch.Tensor:
+        """Fill in missing pixels: `images` uint8 (N, C, H, W); mask True = missing."""
+        if not hasattr(self.objective, "complete"):
+            family = self.config.family
+            raise ConfigError(f"{self.path}: the {family} family cannot complete images")
+        x = torch.as_tensor(np.asarray(images))
+        c, s = self.data_info["channels"], self.data_info["image_size"]
+        if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
+            raise DataError(f"input images of shape {tuple(x.shape)}; this model needs (N, {c}, "
+                            f"{s}, {s})")
+        m = make_mask(mask, tuple(x.shape), seed=seed) if isinstance(mask, str) else mask.bool()
+        filled = self.objective.complete(to_model_range(x), m, seed=seed,
+                                         condition=self._labels(label, x.shape[0]), **options)
+        return from_model_range(filled)
+
+
+def load(run: str | Path, *, device: str = "cpu") -> GenerativeModel:
+    """Rebuild a model from `run` (a run folder or its model.safetensors)."""
+    path = Path(run)
+    file = path / MODEL_FILE if path.is_dir() else path
+    if not file.exists():
+        raise ConfigError(f"{path}: no {MODEL_FILE}; is this a genforge run folder?")
+    tensors, meta = read_model(file)
+    if meta.get("format") != "genforge-model-v1":
+        raise ConfigError(f"{file}: not a genforge model file (metadata format missing)")
+    cfg = build_run_config(json.loads(meta["config"]), source=str(file))
+    data_info = json.loads(meta["data_info"])
+    objective = FAMILIES[cfg.family].build(cfg.model, data_info)
+    for name, state in split_state(tensors, list(objective.sampling_nets)).items():
+        objective.nets[name].load_state_dict(state)
+    for net in objective.nets.values():
+        net.eval()
+    return GenerativeModel(cfg, objective, data_info, int(meta.get("step", 0)), path).to(device)
+
+
+def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """The saved config of a run, with the overrides that a resume may change."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.yaml"
+    if not path.exists():
+        raise ConfigError(f"{run_dir}: no config.yaml; --resume needs a genforge run folder")
+    allowed = ("train.max_steps", "train.stop_after", "log.")
+    for text in overrides or []:
+        key = text.split("=", 1)[0]
+        if not key.startswith(allowed):
+            raise ConfigError(
+                f"override {key!r}: a resume keeps the run's config; only train.max_steps, "
+                "train.stop_after and log.* may change"
+            )
+    from genforge.config import apply_overrides
+
+    raw = apply_overrides(read_yaml(path), overrides or [])
+    raw["train"].setdefault("stop_after", None)
+    if not any(o.startswith("train.stop_after") for o in overrides or []):
+        raw["train"]["stop_after"] = None  # the stop that ended the run does not stop it again
+    return build_run_config(raw, source=str(path))
+
+
+def read_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images for `complete`: .npz/.npy arrays or a PNG/JPEG file; uint8 (N, C, H, W)."""
+    from genforge.data.cifar import to_nchw
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such input file")
+    if path.suffix == ".npz":
+        return load_npz(path)
+    if path.suffix == ".npy":
+        return to_nchw(np.load(path, allow_pickle=False), str(path)), None
+    from PIL import Image
+
+    with Image.open(path) as im:
+        array = np.asarray(im.convert("L" if im.mode in ("L", "1", "LA") else "RGB"))
+    return to_nchw(array[None], str(path)), None

@@ -1,0 +1,117 @@
+"""CIFAR-10 from the python batches (read without unpickling code) or from an .npz copy."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import tarfile
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from genforge.data.errors import DataError
+from genforge.data.sources import CIFAR10_BATCH_MD5
+
+BATCH_FOLDER = "cifar-10-batches-py"
+NPZ_COPY = "cifar10_test_jpeg.npz"  # the lossy 10k test split in ../shared/data/cifar10
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """The batches are pickles; allow only what a dict of numpy arrays needs, never code."""
+
+    _allowed: ClassVar[set[tuple[str, str]]] = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in self._allowed:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data batch")
+
+
+def read_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """One python batch -> images (N, 3, 32, 32) uint8 and labels (N,)."""
+    try:
+        batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
+        images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
+        raise DataError(f"{where}: not a CIFAR-10 python batch ({err})") from None
+    return images, labels
+
+
+def batch_names(split: str) -> list[str]:
+    return [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+
+
+def load_batches(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read the split from `folder/cifar-10-batches-py/` or from `cifar-10-python.tar.gz`."""
+    unpacked = folder / BATCH_FOLDER
+    parts = []
+    if unpacked.is_dir():
+        for name in batch_names(split):
+            path = unpacked / name
+            if not path.exists():
+                raise DataError(f"{path}: missing CIFAR-10 batch; the folder is incomplete")
+            parts.append(read_batch(path.read_bytes(), str(path)))
+    else:
+        archive = folder / "cifar-10-python.tar.gz"
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                for name in batch_names(split):
+                    member = tar.extractfile(f"{BATCH_FOLDER}/{name}")
+                    if member is None:
+                        raise KeyError(name)
+                    parts.append(read_batch(member.read(), f"{archive}:{name}"))
+        except (tarfile.TarError, EOFError, KeyError, OSError) as err:
+            raise DataError(f"{archive}: unreadable CIFAR-10 archive ({err})") from None
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    return images, labels
+
+
+def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """An .npz with `x` (N, H, W, C) or (N, C, H, W) or (N, H, W) uint8 and optional `y`."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.keys())
+            key = "x" if "x" in keys else (keys[0] if keys else None)
+            if key is None:
+                raise DataError(f"{path}: the .npz holds no arrays")
+            images = archive[key]
+            labels = archive["y"].astype(np.int64) if "y" in keys else None
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable .npz ({err})") from None
+    return to_nchw(images, str(path)), labels
+
+
+def to_nchw(images: np.ndarray, where: str) -> np.ndarray:
+    """Accept (N, H, W), (N, H, W, C) or (N, C, H, W) with C in {1, 3}; return uint8 NCHW."""
+    if images.ndim == 3:
+        images = images[:, None]
+    elif images.ndim == 4 and images.shape[-1] in (1, 3) and images.shape[1] not in (1, 3):
+        images = images.transpose(0, 3, 1, 2)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise DataError(f"{where}: images of shape {images.shape}; expected (N, H, W[, C])")
+    if images.dtype != np.uint8:
+        if np.issubdtype(images.dtype, np.floating) and images.min() >= -1 and images.max() <= 1:
+            lo = 0.0 if images.min() >= 0 else -1.0  # [0, 1] or [-1, 1] floats
+            images = np.round((images - lo) / (1 - lo) * 255)
+        images = np.clip(images, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(images)
+
+
+def verify_batches(folder: Path) -> list[str]:
+    """Names of batches whose md5 differs from the published one (for `genforge list`)."""
+    from genforge.data.download import md5sum
+
+    bad = []
+    for name, md5 in CIFAR10_BATCH_MD5.items():
+        path = folder / BATCH_FOLDER / name
+        if path.exists() and md5sum(path) != md5:
+            bad.append(name)
+    return bad

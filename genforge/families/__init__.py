@@ -1,0 +1,1 @@
+"""Model families: one folder each; a family imports shared parts, never another family."""

@@ -1,0 +1,1 @@
+"""GANs: MLP GAN, DCGAN, conditional DCGAN (projection discriminator), WGAN-GP."""

@@ -1,0 +1,108 @@
+"""The GAN game: each player's loss and update, and sampling.
+
+bce (non-saturating):  L_D = -log D(x) - log(1 - D(G(z))),   L_G = -log D(G(z))
+wgan-gp:               L_D = D(G(z)) - D(x) + lambda * (||grad D(x_hat)||_2 - 1)^2,
+                       x_hat = eps * x + (1 - eps) * G(z),   L_G = -D(G(z))
+One loop step is one discriminator update; the generator updates every `critic_steps` steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from genforge.config import TrainConfig
+from genforge.families.gan.config import GANConfig
+from genforge.families.gan.nets import build_nets
+from genforge.training.contract import Batch, StepContext, bare
+
+
+class GANObjective:
+    sampling_nets = ("generator",)
+
+    def __init__(self, cfg: GANConfig, data_info: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.num_classes = data_info["num_classes"] if cfg.conditional else 0
+        generator, discriminator = build_nets(
+            cfg, data_info["channels"], data_info["image_size"], data_info["num_classes"]
+        )
+        self.nets = {"generator": generator, "discriminator": discriminator}
+
+    def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        return {
+            name: torch.optim.Adam(net.parameters(), lr=train.lr, betas=train.betas,
+                                   weight_decay=train.weight_decay)
+            for name, net in self.nets.items()
+        }
+
+    def training_step(self, batch: Batch, step: StepContext) -> dict[str, torch.Tensor]:
+        G, D = self.nets["generator"], self.nets["discriminator"]
+        real, y = batch.x, batch.y if self.num_classes else None
+        z = torch.randn(real.shape[0], self.cfg.latent_dim, device=real.device)
+        update_g = (step.step + 1) % self.cfg.critic_steps == 0
+        with torch.set_grad_enabled(update_g):  # no graph through G when it does not update
+            fake = G(z, y)  # (B, C, H, W)
+
+        # 1. the discriminator (critic) on real and detached fake images
+        if self.cfg.loss == "bce":
+            real_logit, fake_logit = D(real, y), D(fake.detach(), y)
+            d_loss = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
+                      + F.binary_cross_entropy_with_logits(fake_logit,
+                                                           torch.zeros_like(fake_logit)))
+            logs = {"loss/d": d_loss.detach(), "d/real": torch.sigmoid(real_logit).mean().detach(),
+                    "d/fake": torch.sigmoid(fake_logit).mean().detach()}
+        else:
+            d_loss, logs = self._critic_loss(D, real, fake.detach(), y)
+        step.update("discriminator", d_loss)
+
+        # 2. the generator, through a frozen discriminator
+        if update_g:
+            with step.frozen("discriminator") as frozen_d:
+                fake_logit = frozen_d(fake, y)
+            if self.cfg.loss == "bce":
+                g_loss = F.binary_cross_entropy_with_logits(fake_logit, torch.ones_like(fake_logit))
+            else:
+                g_loss = -fake_logit.mean()
+            step.update("generator", g_loss)
+            logs["loss/g"] = g_loss.detach()
+        return logs
+
+    def _critic_loss(self, D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor,
+                     y: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b = real.shape[0]
+        eps = torch.rand(b, 1, 1, 1, device=real.device)
+        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        # One critic pass over real, fake and interpolates: the critic has no batch norm,
+        # so samples do not interact and the three parts are independent.
+        labels = None if y is None else torch.cat([y, y, y])
+        scores = D(torch.cat([real, fake, x_hat]), labels)  # (3B,)
+        real_s, fake_s, hat_s = scores[:b], scores[b : 2 * b], scores[2 * b :]
+        (grad,) = torch.autograd.grad(hat_s.sum(), x_hat, create_graph=True)
+        penalty = ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+        wasserstein = real_s.mean() - fake_s.mean()
+        loss = -wasserstein + self.cfg.gp_weight * penalty
+        return loss, {"loss/d": loss.detach(), "wasserstein": wasserstein.detach(),
+                      "gradient_penalty": penalty.detach()}
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int, condition: torch.Tensor | None = None,
+               batch_size: int = 1000) -> torch.Tensor:
+        """n images in [-1, 1]; without `condition`, a conditional model draws random labels."""
+        G = bare(self.nets["generator"])
+        device = next(G.parameters()).device
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        z = torch.randn(n, self.cfg.latent_dim, generator=g)
+        if self.num_classes and condition is None:
+            condition = torch.randint(0, self.num_classes, (n,), generator=g)
+        was_training = G.training
+        G.eval()
+        try:
+            chunks = []
+            for i in range(0, n, batch_size):
+                y = None if condition is None else condition[i : i + batch_size].to(device)
+                chunks.append(G(z[i : i + batch_size].to(device), y).float())
+        finally:
+            G.train(was_training)
+        return torch.cat(chunks).clamp_(-1, 1)

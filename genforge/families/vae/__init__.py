@@ -1,0 +1,1 @@
+"""VAEs: MLP and conv, Bernoulli or Gaussian likelihood, beta-VAE, conditional."""

@@ -1,0 +1,112 @@
+"""The one table of model families and presets; the CLI, docs and `genforge list` read it."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genforge.config import ConfigError, RunConfig
+from genforge.families.gan.config import GANConfig
+from genforge.families.vae.config import VAEConfig
+
+if TYPE_CHECKING:
+    from genforge.data import ImageData
+
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """A family: its model config class and where its objective lives (imported on use)."""
+
+    name: str
+    description: str
+    model_config: type
+    objective: str  # "module:Class"; Class(model_cfg, data_info) builds the objective
+    can_complete: bool
+
+    def build(self, model_cfg: Any, data_info: dict[str, Any]) -> Any:
+        module, _, cls = self.objective.partition(":")
+        return getattr(importlib.import_module(module), cls)(model_cfg, data_info)
+
+    def validate(self, cfg: RunConfig, source: str) -> None:
+        """Family-specific combination checks, before anything is built."""
+        check: Callable[[RunConfig], None] | None = getattr(cfg.model, "check_run", None)
+        if check is not None:
+            try:
+                check(cfg)
+            except ConfigError as err:
+                raise ConfigError(f"{source}: {err}") from None
+
+    def check_data(self, cfg: RunConfig, data: ImageData) -> None:
+        """Checks that need the data set (labels for a conditional model, image size)."""
+        check = getattr(cfg.model, "check_data", None)
+        if check is not None:
+            check(data_info_of(data))
+
+
+FAMILIES: dict[str, FamilySpec] = {
+    "gan": FamilySpec(
+        name="gan",
+        description="GANs: MLP GAN, DCGAN (28/32 px), conditional DCGAN, WGAN-GP",
+        model_config=GANConfig,
+        objective="genforge.families.gan.objective:GANObjective",
+        can_complete=False,
+    ),
+    "vae": FamilySpec(
+        name="vae",
+        description="VAEs: MLP/conv, Bernoulli or Gaussian likelihood, beta-VAE, conditional",
+        model_config=VAEConfig,
+        objective="genforge.families.vae.objective:VAEObjective",
+        can_complete=True,
+    ),
+}
+
+# Preset name -> YAML file in genforge/configs/ (the repo's configs/ links there).
+PRESETS: dict[str, str] = {
+    "mnist-gan": "mnist-gan.yaml",
+    "mnist-dcgan": "mnist-dcgan.yaml",
+    "mnist-cdcgan": "mnist-cdcgan.yaml",
+    "mnist-wgan-gp": "mnist-wgan-gp.yaml",
+    "fashion-dcgan": "fashion-dcgan.yaml",
+    "cifar10-dcgan": "cifar10-dcgan.yaml",
+    "mnist-vae": "mnist-vae.yaml",
+    "mnist-conv-vae": "mnist-conv-vae.yaml",
+    "mnist-beta-vae": "mnist-beta-vae.yaml",
+    "mnist-cvae": "mnist-cvae.yaml",
+    "fashion-vae": "fashion-vae.yaml",
+}
+DEFAULT_PRESET = "mnist-dcgan"
+
+
+def resolve_preset(spec: str) -> tuple[Path, str | None]:
+    """A preset name or a YAML path -> (file, preset name or None)."""
+    if spec in PRESETS:
+        return PRESET_DIR / PRESETS[spec], spec
+    path = Path(spec)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise ConfigError(f"{path}: no such config file")
+        stem = path.stem
+        return path, stem if stem in PRESETS else None
+    import difflib
+
+    close = difflib.get_close_matches(spec, list(PRESETS), n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise ConfigError(
+        f"{spec!r} is neither a preset nor a YAML file{hint}; presets: {', '.join(PRESETS)}"
+    )
+
+
+def data_info_of(data: ImageData) -> dict[str, Any]:
+    """What a model must know of its data, saved with it so that loading needs no data."""
+    return {
+        "dataset": data.name,
+        "channels": data.channels,
+        "image_size": data.image_size,
+        "num_classes": data.num_classes,
+        "class_names": list(data.class_names) if data.num_classes else [],
+    }

@@ -1,0 +1,101 @@
+"""The contract between a model family and the shared loop (see DESIGN.md).
+
+A family's objective owns its networks and losses and steps its own players; the loop owns the
+device, precision, gradient accumulation, clipping, EMA, checkpoints, logs and progress. The loop
+never asks which family it is running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from genforge.config import TrainConfig
+
+
+@dataclass
+class Batch:
+    """One micro-batch: images in [-1, 1] (B, C, H, W) and labels (B,) or None."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """What a family offers the loop."""
+
+    nets: dict[str, nn.Module]  # every trained network, by name; the loop may wrap them (DDP)
+    sampling_nets: tuple[str, ...]  # the nets needed to sample: saved in model.safetensors, EMA'd
+
+    def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]: ...
+
+    def training_step(self, batch: Batch, step: StepContext) -> dict[str, float]: ...
+
+    def sample(self, n: int, *, seed: int, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """n images in [-1, 1], (n, C, H, W); `condition` holds class labels (n,)."""
+        ...
+
+
+class StepContext:
+    """Handed to `training_step`: how a family updates a player without knowing the setup.
+
+    `update(name, loss)` back-propagates (scaled for accumulation), and on the last micro-batch of
+    a step clips, steps the optimizer and its schedule, and clears the gradients.
+    """
+
+    def __init__(self, accelerator: Any, optimizers: dict, schedulers: dict,
+                 nets: dict[str, nn.Module], grad_clip: float | None) -> None:
+        self.accelerator = accelerator
+        self.optimizers = optimizers
+        self.schedulers = schedulers
+        self.nets = nets
+        self.grad_clip = grad_clip
+        self.step = 0  # optimizer updates done before this one
+        self.grad_norms: dict[str, float] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    def update(self, name: str, loss: torch.Tensor) -> None:
+        accelerator = self.accelerator
+        accelerator.backward(loss)
+        if not accelerator.sync_gradients:
+            return  # accumulate: the optimizer steps on the last micro-batch
+        optimizer = self.optimizers[name]
+        if self.grad_clip is not None:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            norm = accelerator.clip_grad_norm_(params, self.grad_clip)
+            self.grad_norms[name] = float(norm)
+        optimizer.step()
+        self.schedulers[name].step()
+        optimizer.zero_grad(set_to_none=True)
+
+    @contextlib.contextmanager
+    def frozen(self, name: str) -> Iterator[nn.Module]:
+        """The bare net `name` with its weights frozen: gradients flow through it to its input.
+
+        Used where one player's loss passes through another (a GAN generator's loss through the
+        discriminator): the other's gradients must not change, and under DDP the bare module
+        keeps its reducer out of a backward that gives its weights no gradient.
+        """
+        net = self.accelerator.unwrap_model(self.nets[name])
+        flags = [p.requires_grad for p in net.parameters()]
+        for p in net.parameters():
+            p.requires_grad_(False)
+        try:
+            yield net
+        finally:
+            for p, flag in zip(net.parameters(), flags, strict=True):
+                p.requires_grad_(flag)
+
+
+def bare(net: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (for sampling on one process), else `net` itself."""
+    return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net

@@ -1,0 +1,246 @@
+"""The one training loop, on accelerate. It knows the contract, never the family.
+
+    genforge.train(load_config("mnist-dcgan"))                   # new run in runs/mnist-dcgan
+    genforge.train(cfg, resume="runs/dcgan1")                    # continue to train.max_steps
+    accelerate launch --cpu --num_processes 2 -m genforge train mnist-dcgan   # DDP (gloo)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from genforge.config import RunConfig, TrainConfig, save_config
+from genforge.data import from_model_range, load_images
+from genforge.registry import FAMILIES, data_info_of
+from genforge.training import checkpoint as ckpt
+from genforge.training.batches import BatchStream
+from genforge.training.contract import Objective, StepContext
+from genforge.training.ema import EMA
+from genforge.training.images import save_image
+from genforge.training.metrics import MetricsLog
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    stopped: str | None  # None when train.max_steps was reached; else "stop_after" / a signal
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, t: TrainConfig):
+    """Linear warm-up, then constant, cosine or linear decay to zero at max_steps."""
+
+    def factor(step: int) -> float:
+        if step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        progress = (step - t.warmup_steps) / max(1, t.max_steps - t.warmup_steps)
+        if t.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        if t.lr_schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class _StopSignals:
+    """Ctrl-C and SIGTERM ask the loop to stop after the current step, with a checkpoint."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopSignals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.received = signal.Signals(signum).name
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path | None = None,
+          overwrite: bool = False, data_root: str | Path | None = None) -> TrainResult:
+    """Train `cfg` into a run folder (new, or `resume`d); returns where and how it ended."""
+    t = cfg.train
+    accelerator = Accelerator(
+        cpu=t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()),
+        mixed_precision="bf16" if t.precision == "bf16" else "no",
+        gradient_accumulation_steps=t.grad_accum,
+    )
+    run_dir = _run_dir(cfg, out, resume, overwrite, accelerator)
+    data = load_images(cfg.data, data_root)
+    spec = FAMILIES[cfg.family]
+    spec.check_data(cfg, data)
+    data_info = data_info_of(data)
+
+    torch.manual_seed(t.seed)  # the same initial weights on every process
+    objective: Objective = spec.build(cfg.model, data_info)
+    optimizers = objective.configure_optimizers(t)
+    schedulers = {k: make_schedule(opt, t) for k, opt in optimizers.items()}
+    names = list(objective.nets)
+    prepared = accelerator.prepare(*objective.nets.values(), *optimizers.values(),
+                                   *schedulers.values())
+    objective.nets.update(zip(names, prepared[: len(names)], strict=True))
+    optimizers = dict(zip(optimizers, prepared[len(names) : len(names) + len(optimizers)],
+                          strict=True))
+    schedulers = dict(zip(schedulers, prepared[len(names) + len(optimizers) :], strict=True))
+    bare = {k: accelerator.unwrap_model(v) for k, v in objective.nets.items()}
+    emas = {k: EMA(bare[k], t.ema_decay, t.ema_start)
+            for k in objective.sampling_nets if t.ema_decay is not None}
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    if t.batch_size % (world * t.grad_accum):
+        raise ValueError(f"train.batch_size={t.batch_size} is not divisible by "
+                         f"{world} processes x train.grad_accum={t.grad_accum}")
+    stream = BatchStream(data, batch_size=t.batch_size, seed=t.seed, rank=rank, world=world,
+                         device=accelerator.device)
+    ctx = StepContext(accelerator, optimizers, schedulers, objective.nets, t.grad_clip)
+    log = MetricsLog(run_dir, enabled=accelerator.is_main_process,
+                     tensorboard=cfg.log.tensorboard)
+
+    step = 0
+    if resume is not None and (folder := ckpt.state_dir(run_dir)) is not None:
+        trainer = ckpt.load_state(folder, rank=rank, nets=bare, emas=emas,
+                                  optimizers=optimizers, schedulers=schedulers)
+        step = trainer["step"]
+        stream.load_state_dict(trainer["stream"])
+        log.load_state_dict(trainer["log"])
+        if accelerator.is_main_process:
+            ckpt.truncate_metrics(run_dir / "metrics.jsonl", step)
+    else:
+        torch.manual_seed(t.seed + 7919 * rank)  # each process draws its own noise
+
+    def checkpoint() -> None:
+        trainer = {"step": step, "stream": stream.state_dict(), "log": log.state_dict()}
+        ckpt.save_state(run_dir, rank=rank, is_main=accelerator.is_main_process,
+                        barrier=accelerator.wait_for_everyone, nets=bare, emas=emas,
+                        optimizers=optimizers, schedulers=schedulers, trainer=trainer)
+        if accelerator.is_main_process:
+            with _sampling_weights(emas):
+                sampling = {k: bare[k] for k in objective.sampling_nets}
+                ckpt.save_model(run_dir / ckpt.MODEL_FILE, sampling, cfg, step, data_info)
+
+    def sample_grid() -> None:
+        if not accelerator.is_main_process:
+            return
+        n = cfg.log.sample_n
+        labels = torch.arange(n) % data_info["num_classes"] if data_info["num_classes"] else None
+        with _sampling_weights(emas), accelerator.autocast():
+            images = objective.sample(n, seed=t.seed, condition=labels)
+        nrow = data_info["num_classes"] if labels is not None else None
+        save_image(from_model_range(images), run_dir / "samples" / f"step_{step:06d}.png", nrow)
+
+    stopped = None
+    bar = tqdm(total=t.max_steps, initial=step, disable=not (cfg.log.progress and
+               accelerator.is_main_process), desc=run_dir.name, dynamic_ncols=True)
+    with _StopSignals() as signals:
+        tick, tick_step = time.perf_counter(), step
+        while step < t.max_steps:
+            ctx.step = step
+            for batch in stream.next(t.grad_accum):
+                with accelerator.accumulate(*objective.nets.values()):
+                    log.add(objective.training_step(batch, ctx))
+            step += 1
+            for ema in emas.values():
+                ema.update(step)
+            bar.update(1)
+            if step % cfg.log.every == 0 or step == t.max_steps:
+                now = time.perf_counter()
+                extra = {"lr": schedulers[next(iter(schedulers))].get_last_lr()[0],
+                         "images_per_s": t.batch_size * (step - tick_step) / (now - tick),
+                         **{f"grad_norm/{k}": v for k, v in ctx.grad_norms.items()}}
+                tick, tick_step = now, step
+                row = log.write(step, extra)
+                bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()
+                                 if k.startswith("loss")}, refresh=False)
+            if cfg.log.sample_every and step % cfg.log.sample_every == 0:
+                sample_grid()
+            stopped = _should_stop(step, t.stop_after, signals.received, accelerator)
+            if stopped or step % cfg.log.checkpoint_every == 0 or step == t.max_steps:
+                checkpoint()
+            if stopped:
+                break
+    bar.close()
+    if stopped is None or stopped == "stop_after":
+        sample_grid()
+    log.close()
+    accelerator.end_training()
+    return TrainResult(run_dir, step, stopped)
+
+
+def _should_stop(step: int, stop_after: int | None, received: str | None,
+                 accelerator: Accelerator) -> str | None:
+    if stop_after is not None and step >= stop_after:
+        return "stop_after"
+    if accelerator.num_processes > 1:  # every process must agree to stop at the same step
+        flag = torch.tensor([1.0 if received else 0.0], device=accelerator.device)
+        if accelerator.reduce(flag, reduction="sum").item() > 0:
+            return received or "signal from another process"
+        return None
+    return received
+
+
+def _sampling_weights(emas: dict[str, EMA]):
+    """The EMA weights swapped into their nets for the duration of a `with`."""
+    from contextlib import ExitStack
+
+    if not emas:
+        return nullcontext()
+    stack = ExitStack()
+    for ema in emas.values():
+        stack.enter_context(ema.swapped_in())
+    return stack
+
+
+def _run_dir(cfg: RunConfig, out: str | Path | None, resume: str | Path | None,
+             overwrite: bool, accelerator: Accelerator) -> Path:
+    """Pick and create the run folder on the main process; every process gets the same path."""
+    if resume is not None:
+        return Path(resume)
+    base = Path(out) if out else Path("runs") / (cfg.preset or cfg.family)
+    path = base if out else ckpt.next_free_run_dir(base)
+    accelerator.wait_for_everyone()  # all have chosen before the main process creates it
+    if accelerator.is_main_process:
+        ckpt.prepare_run_dir(path, overwrite=overwrite)
+        save_config(cfg, path / "config.yaml")
+        (path / "run.json").write_text(json.dumps(_provenance(cfg, accelerator), indent=1))
+    accelerator.wait_for_everyone()
+    return path
+
+
+def _provenance(cfg: RunConfig, accelerator: Accelerator) -> dict:
+    """The audit record: versions, machine and launch, next to the config."""
+    import platform
+    import sys
+
+    import accelerate
+
+    import genforge
+
+    return {
+        "genforge": genforge.__version__, "torch": torch.__version__,
+        "accelerate": accelerate.__version__, "python": sys.version.split()[0],
+        "platform": platform.platform(), "argv": sys.argv,
+        "processes": accelerator.num_processes, "device": str(accelerator.device),
+        "seed": cfg.train.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
