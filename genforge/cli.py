@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from genforge.data.errors import DataError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, sample, complete and evaluate generative models.")
 
-EXPECTED_ERRORS = (ConfigError, DataError, FileExistsError)
+EXPECTED_ERRORS = (ConfigError, DataError, FileExistsError, FileNotFoundError)
 
 
 def _fail(err: Exception) -> None:
@@ -88,6 +89,8 @@ def train(
     except EXPECTED_ERRORS as err:
         _fail(err)
     where = result.run_dir
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under DDP the main process reports
     if result.stopped:
         typer.echo(f"stopped at step {result.step} ({result.stopped}); continue with: "
                    f"genforge train --resume {where}")

@@ -118,8 +118,8 @@ def _missing_error(dataset: str, names: list[str], explicit: str | Path | None) 
 
 
 def _download_target(dataset: str, explicit: str | Path | None) -> Path:
-    env = os.environ.get("GENFORGE_DATA")
-    root = Path(explicit) if explicit else Path(env.split(os.pathsep)[0]) if env else CACHE_ROOT
+    env = [p for p in os.environ.get("GENFORGE_DATA", "").split(os.pathsep) if p]
+    root = Path(explicit) if explicit else Path(env[0]) if env else CACHE_ROOT
     return root.expanduser() / SOURCES[dataset].folder
 
 

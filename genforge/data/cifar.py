@@ -25,6 +25,7 @@ class _BatchUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes at pickle protocol 2
     }
 
     def find_class(self, module: str, name: str):
@@ -39,8 +40,10 @@ def read_batch(data: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
         batch = _BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
         images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
         labels = np.asarray(batch[b"labels"], dtype=np.int64)
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
         raise DataError(f"{where}: not a CIFAR-10 python batch ({err})") from None
+    if len(images) != len(labels):
+        raise DataError(f"{where}: {len(images)} images but {len(labels)} labels; fetch it again")
     return images, labels
 
 

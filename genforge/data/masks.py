@@ -51,11 +51,14 @@ def make_mask(spec: str, shape: tuple[int, int, int, int], *, seed: int = 0) -> 
 def _mask_file(path: Path, h: int, w: int) -> torch.Tensor:
     if not path.exists():
         raise DataError(f"{path}: no such mask file")
-    if path.suffix.lower() == ".npy":
-        array = np.load(path, allow_pickle=False)
-    else:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("L"))
+    try:
+        if path.suffix.lower() == ".npy":
+            array = np.load(path, allow_pickle=False)
+        else:
+            with Image.open(path) as im:
+                array = np.asarray(im.convert("L"))
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable mask ({err}); use a .png or .npy of 0/1") from None
     array = np.squeeze(array)
     if array.shape != (h, w):
         raise DataError(f"{path}: mask of shape {array.shape}, images are {h}x{w}")

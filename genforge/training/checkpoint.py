@@ -32,6 +32,10 @@ class RunExistsError(FileExistsError):
     """The output folder holds a run; it is never overwritten without --overwrite."""
 
 
+class RunStateError(FileNotFoundError):
+    """A run folder without the checkpoint that an operation needs."""
+
+
 def flat_state(nets: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
     """{'generator': net} -> {'generator.fc.weight': tensor, ...}, contiguous CPU copies."""
     return {

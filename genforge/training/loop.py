@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState, GradientState
 from tqdm.auto import tqdm
 
 from genforge.config import RunConfig, TrainConfig, save_config
@@ -62,10 +64,8 @@ class _StopSignals:
 
     def __enter__(self) -> _StopSignals:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
                 self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
         return self
 
     def _handle(self, signum: int, frame: object) -> None:
@@ -82,6 +82,11 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
           overwrite: bool = False, data_root: str | Path | None = None) -> TrainResult:
     """Train `cfg` into a run folder (new, or `resume`d); returns where and how it ended."""
     t = cfg.train
+    # accelerate keeps one process-wide state; a notebook or test may train many configs with
+    # different precision or accumulation, so start each run from a fresh one. PartialState,
+    # which holds the process group of a distributed launch, is kept.
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
     accelerator = Accelerator(
         cpu=t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()),
         mixed_precision="bf16" if t.precision == "bf16" else "no",
@@ -119,7 +124,10 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
                      tensorboard=cfg.log.tensorboard)
 
     step = 0
-    if resume is not None and (folder := ckpt.state_dir(run_dir)) is not None:
+    if resume is not None:
+        folder = ckpt.state_dir(run_dir)
+        if folder is None:
+            raise ckpt.RunStateError(f"{run_dir}: no checkpoint (state/) to resume from")
         trainer = ckpt.load_state(folder, rank=rank, nets=bare, emas=emas,
                                   optimizers=optimizers, schedulers=schedulers)
         step = trainer["step"]
@@ -181,6 +189,8 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
             if stopped:
                 break
     bar.close()
+    if world > 1:
+        _check_replicas(accelerator, bare, run_dir)
     if stopped is None or stopped == "stop_after":
         sample_grid()
     log.close()
@@ -200,6 +210,19 @@ def _should_stop(step: int, stop_after: int | None, received: str | None,
     return received
 
 
+def _check_replicas(accelerator: Accelerator, nets: dict, run_dir: Path) -> None:
+    """DDP keeps one model on every process; record that the replicas still agree."""
+    total = torch.stack([sum(p.double().sum() for p in net.parameters())
+                         for net in nets.values()]).to(accelerator.device)
+    gathered = accelerator.gather(total[None]).cpu()  # (processes, nets)
+    in_sync = bool(torch.allclose(gathered, gathered[:1].expand_as(gathered), rtol=0, atol=0))
+    if accelerator.is_main_process:
+        path = run_dir / "run.json"
+        record = json.loads(path.read_text())
+        record["replicas_in_sync"] = in_sync
+        path.write_text(json.dumps(record, indent=1))
+
+
 def _sampling_weights(emas: dict[str, EMA]):
     """The EMA weights swapped into their nets for the duration of a `with`."""
     from contextlib import ExitStack
@@ -216,7 +239,12 @@ def _run_dir(cfg: RunConfig, out: str | Path | None, resume: str | Path | None,
              overwrite: bool, accelerator: Accelerator) -> Path:
     """Pick and create the run folder on the main process; every process gets the same path."""
     if resume is not None:
-        return Path(resume)
+        path = Path(resume)
+        if accelerator.is_main_process and (path / "run.json").exists():
+            record = json.loads((path / "run.json").read_text())
+            record.setdefault("resumed", []).append(_provenance(cfg, accelerator))
+            (path / "run.json").write_text(json.dumps(record, indent=1))
+        return path
     base = Path(out) if out else Path("runs") / (cfg.preset or cfg.family)
     path = base if out else ckpt.next_free_run_dir(base)
     accelerator.wait_for_everyone()  # all have chosen before the main process creates it

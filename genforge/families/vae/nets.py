@@ -87,7 +87,7 @@ def _conv_parts(cfg: VAEConfig, channels: int, size: int, classes: int):
         nn.Flatten(),
     )
     if classes:  # labels join after the convolutions
-        encoder = _JoinLabels(encoder, channels * size * size, feat, classes)
+        encoder = _JoinLabels(encoder, channels * size * size)
     encoder = nn.Sequential(encoder, nn.Linear(feat + classes, 2 * cfg.latent_dim))
     decoder = nn.Sequential(
         nn.Linear(cfg.latent_dim + classes, feat), nn.SiLU(),

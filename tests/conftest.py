@@ -1,0 +1,44 @@
+"""Shared helpers: tiny configs that train in a second, and the shared data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Per family: overrides that shrink a preset to a model and data set that train in seconds.
+TINY_MODEL = {
+    "gan": ["model.width=8", "model.latent_dim=8", "model.mlp_hidden=32", "model.embed_dim=4"],
+    "vae": ["model.hidden=32", "model.width=8", "model.latent_dim=4", "model.complete_steps=5"],
+}
+TINY_LOOP = [
+    "data.limit=128", "train.batch_size=16", "train.max_steps=4", "log.every=1",
+    "log.sample_every=2", "log.sample_n=8", "log.checkpoint_every=2", "log.progress=false",
+    "log.tensorboard=false",
+]
+
+
+def tiny(family: str, *extra: str) -> list[str]:
+    return [*TINY_MODEL[family], *TINY_LOOP, *extra]
+
+
+def tiny_config(preset: str, *extra: str):
+    from genforge.config import load_config, read_yaml
+    from genforge.registry import PRESET_DIR, PRESETS
+
+    family = read_yaml(PRESET_DIR / PRESETS[preset])["family"]
+    return load_config(preset, tiny(family, *extra))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "fashion-mnist").is_dir():
+        pytest.skip("../shared/data is not present on this machine")
+    return SHARED_DATA
