@@ -56,7 +56,7 @@ class ImageData:
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1]."""
-    return images.float().div_(127.5).sub_(1.0)
+    return images.float().div(127.5).sub_(1.0)  # div makes a copy: the input is untouched
 
 
 def from_model_range(images: torch.Tensor) -> torch.Tensor:

@@ -92,11 +92,11 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
         mixed_precision="bf16" if t.precision == "bf16" else "no",
         gradient_accumulation_steps=t.grad_accum,
     )
-    run_dir = _run_dir(cfg, out, resume, overwrite, accelerator)
-    data = load_images(cfg.data, data_root)
+    data = load_images(cfg.data, data_root)  # bad data fails before a run folder exists
     spec = FAMILIES[cfg.family]
     spec.check_data(cfg, data)
     data_info = data_info_of(data)
+    run_dir = _run_dir(cfg, out, resume, overwrite, accelerator)
 
     torch.manual_seed(t.seed)  # the same initial weights on every process
     objective: Objective = spec.build(cfg.model, data_info)
