@@ -117,7 +117,7 @@ class RunConfig:
 
     family: str
     model: Any  # the family's model config dataclass (see registry.FAMILIES)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: Any = field(default_factory=DataConfig)  # the family's data config (images: DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
     preset: str | None = None  # the preset this run came from, for the record
@@ -299,7 +299,7 @@ def build_run_config(raw: dict[str, Any], *, source: str) -> RunConfig:
     cfg = RunConfig(
         family=family,
         model=from_dict(spec.model_config, raw.get("model", {}), prefix="model", source=source),
-        data=from_dict(DataConfig, raw.get("data", {}), prefix="data", source=source),
+        data=from_dict(spec.data_config, raw.get("data", {}), prefix="data", source=source),
         train=from_dict(TrainConfig, raw.get("train", {}), prefix="train", source=source),
         log=from_dict(LogConfig, raw.get("log", {}), prefix="log", source=source),
         preset=preset,

@@ -6,14 +6,11 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from genforge.config import ConfigError, RunConfig
+from genforge.config import ConfigError, DataConfig, RunConfig
 from genforge.families.gan.config import GANConfig
 from genforge.families.vae.config import VAEConfig
-
-if TYPE_CHECKING:
-    from genforge.data import ImageData
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -27,6 +24,8 @@ class FamilySpec:
     model_config: type
     objective: str  # "module:Class"; Class(model_cfg, data_info) builds the objective
     can_complete: bool
+    data_config: type = DataConfig  # the `data:` section's dataclass
+    data_loader: str = "genforge.data:load_images"  # fn(data_cfg, data_root) -> TrainingData
 
     def build(self, model_cfg: Any, data_info: dict[str, Any]) -> Any:
         module, _, cls = self.objective.partition(":")
@@ -41,11 +40,15 @@ class FamilySpec:
             except ConfigError as err:
                 raise ConfigError(f"{source}: {err}") from None
 
-    def check_data(self, cfg: RunConfig, data: ImageData) -> None:
+    def load_data(self, data_cfg: Any, data_root: str | Path | None = None) -> Any:
+        module, _, fn = self.data_loader.partition(":")
+        return getattr(importlib.import_module(module), fn)(data_cfg, data_root)
+
+    def check_data(self, cfg: RunConfig, info: dict[str, Any]) -> None:
         """Checks that need the data set (labels for a conditional model, image size)."""
         check = getattr(cfg.model, "check_data", None)
         if check is not None:
-            check(data_info_of(data))
+            check(info)
 
 
 FAMILIES: dict[str, FamilySpec] = {
@@ -99,14 +102,3 @@ def resolve_preset(spec: str) -> tuple[Path, str | None]:
     raise ConfigError(
         f"{spec!r} is neither a preset nor a YAML file{hint}; presets: {', '.join(PRESETS)}"
     )
-
-
-def data_info_of(data: ImageData) -> dict[str, Any]:
-    """What a model must know of its data, saved with it so that loading needs no data."""
-    return {
-        "dataset": data.name,
-        "channels": data.channels,
-        "image_size": data.image_size,
-        "num_classes": data.num_classes,
-        "class_names": list(data.class_names) if data.num_classes else [],
-    }

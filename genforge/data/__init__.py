@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +53,37 @@ class ImageData:
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+    # --- what the training loop asks of any data kind (see training/contract.py) ---
+
+    def info(self) -> dict[str, Any]:
+        """What a model must know of its data, saved with it so that loading needs no data."""
+        return {
+            "kind": "images",
+            "dataset": self.name,
+            "channels": self.channels,
+            "image_size": self.image_size,
+            "num_classes": self.num_classes,
+            "class_names": list(self.class_names) if self.num_classes else [],
+        }
+
+    def stream(self, *, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+               device: torch.device | str = "cpu") -> Any:
+        from genforge.training.batches import BatchStream
+
+        return BatchStream(self, batch_size=batch_size, seed=seed, rank=rank, world=world,
+                           device=device)
+
+    def preview_condition(self, n: int) -> torch.Tensor | None:
+        """Labels for a sample grid: one column per class."""
+        return torch.arange(n) % self.num_classes if self.num_classes else None
+
+    def write_samples(self, samples: torch.Tensor, stem: Path) -> Path:
+        """Model-range images -> stem.png, a grid with one column per class if labelled."""
+        from genforge.training.images import save_image
+
+        nrow = self.num_classes or None
+        return save_image(from_model_range(samples), stem.with_suffix(".png"), nrow)
 
 
 def to_model_range(images: torch.Tensor) -> torch.Tensor:

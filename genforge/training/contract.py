@@ -42,6 +42,26 @@ class Objective(Protocol):
         ...
 
 
+@runtime_checkable
+class TrainingData(Protocol):
+    """What the loop asks of a data kind (images, text, series); see ImageData for one."""
+
+    def info(self) -> dict[str, Any]:
+        """Plain facts the model is built from and saved with (channels, vocabulary, ...)."""
+        ...
+
+    def stream(self, *, batch_size: int, seed: int, rank: int, world: int,
+               device: torch.device) -> Any:
+        """A resumable batch source: next(micro) -> list[Batch], state_dict, load_state_dict."""
+        ...
+
+    def preview_condition(self, n: int) -> torch.Tensor | None: ...
+
+    def write_samples(self, samples: Any, stem: Any) -> Any:
+        """Write what `Objective.sample` returned next to `stem` (a .png grid, a .txt, ...)."""
+        ...
+
+
 class StepContext:
     """Handed to `training_step`: how a family updates a player without knowing the setup.
 

@@ -22,13 +22,10 @@ from accelerate.state import AcceleratorState, GradientState
 from tqdm.auto import tqdm
 
 from genforge.config import RunConfig, TrainConfig, save_config
-from genforge.data import from_model_range, load_images
-from genforge.registry import FAMILIES, data_info_of
+from genforge.registry import FAMILIES
 from genforge.training import checkpoint as ckpt
-from genforge.training.batches import BatchStream
-from genforge.training.contract import Objective, StepContext
+from genforge.training.contract import Objective, StepContext, TrainingData
 from genforge.training.ema import EMA
-from genforge.training.images import save_image
 from genforge.training.metrics import MetricsLog
 
 
@@ -92,10 +89,10 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
         mixed_precision="bf16" if t.precision == "bf16" else "no",
         gradient_accumulation_steps=t.grad_accum,
     )
-    data = load_images(cfg.data, data_root)  # bad data fails before a run folder exists
     spec = FAMILIES[cfg.family]
-    spec.check_data(cfg, data)
-    data_info = data_info_of(data)
+    data: TrainingData = spec.load_data(cfg.data, data_root)  # fails before a run folder exists
+    data_info = data.info()
+    spec.check_data(cfg, data_info)
     run_dir = _run_dir(cfg, out, resume, overwrite, accelerator)
 
     torch.manual_seed(t.seed)  # the same initial weights on every process
@@ -117,7 +114,7 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
     if t.batch_size % (world * t.grad_accum):
         raise ValueError(f"train.batch_size={t.batch_size} is not divisible by "
                          f"{world} processes x train.grad_accum={t.grad_accum}")
-    stream = BatchStream(data, batch_size=t.batch_size, seed=t.seed, rank=rank, world=world,
+    stream = data.stream(batch_size=t.batch_size, seed=t.seed, rank=rank, world=world,
                          device=accelerator.device)
     ctx = StepContext(accelerator, optimizers, schedulers, objective.nets, t.grad_clip)
     log = MetricsLog(run_dir, enabled=accelerator.is_main_process,
@@ -152,11 +149,9 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
         if not accelerator.is_main_process:
             return
         n = cfg.log.sample_n
-        labels = torch.arange(n) % data_info["num_classes"] if data_info["num_classes"] else None
         with _sampling_weights(emas), accelerator.autocast():
-            images = objective.sample(n, seed=t.seed, condition=labels)
-        nrow = data_info["num_classes"] if labels is not None else None
-        save_image(from_model_range(images), run_dir / "samples" / f"step_{step:06d}.png", nrow)
+            samples = objective.sample(n, seed=t.seed, condition=data.preview_condition(n))
+        data.write_samples(samples, run_dir / "samples" / f"step_{step:06d}")
 
     stopped = None
     bar = tqdm(total=t.max_steps, initial=step, disable=not (cfg.log.progress and
