@@ -51,12 +51,30 @@ class GenerativeModel:
             raise ConfigError(f"label {label}: allowed are 0..{self.num_classes - 1}, one or n")
         return labels.clone()
 
-    def sample(self, n: int, *, seed: int = 0, label: Any = None) -> torch.Tensor:
-        """n images as uint8 (n, C, H, W); `label` (int or n ints) for conditional models."""
+    def sample(self, n: int, *, seed: int = 0, label: Any = None, **options: Any) -> Any:
+        """n samples; images come as uint8 (n, C, H, W). `label` (one int or n) conditions a
+        conditional model; `options` are the family's own (a sampler, a prompt, ...)."""
         if n <= 0:
             raise ConfigError(f"n={n}: must be a positive number of samples")
-        images = self.objective.sample(n, seed=seed, condition=self._labels(label, n))
-        return from_model_range(images)
+        _check_options(self.objective.sample, options, self.config.family)
+        samples = self.objective.sample(n, seed=seed, condition=self._labels(label, n), **options)
+        if self.data_info.get("kind", "images") == "images":
+            return from_model_range(samples)
+        return samples
+
+    def write_samples(self, samples: Any, out: Path, *, nrow: int | None = None) -> None:
+        """Write what `sample` returned: images as a .png grid or .npz, else the family's way."""
+        if hasattr(self.objective, "write_samples"):
+            self.objective.write_samples(samples, out)
+        elif out.suffix == ".npz":
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(out, x=np.asarray(samples))
+        elif out.suffix == ".png":
+            from genforge.training.images import save_image
+
+            save_image(samples, out, nrow=nrow)
+        else:
+            raise ConfigError(f"--out {out}: use a .png (grid) or .npz (arrays) file name")
 
     def complete(self, images: torch.Tensor | np.ndarray, mask: str | torch.Tensor, *,
                  seed: int = 0, label: Any = None, **options: Any) -> torch.Tensor:
@@ -73,6 +91,19 @@ class GenerativeModel:
         filled = self.objective.complete(to_model_range(x), m, seed=seed,
                                          condition=self._labels(label, x.shape[0]), **options)
         return from_model_range(filled)
+
+
+def _check_options(fn: Any, options: dict[str, Any], family: str) -> None:
+    """Refuse sampling options that this family's `sample` does not take, naming them."""
+    import inspect
+
+    accepted = set(inspect.signature(fn).parameters)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        allowed = sorted(accepted - {"n", "seed", "condition", "batch_size"})
+        names = ", ".join("--" + u.replace("_", "-") for u in unknown)
+        raise ConfigError(f"{names} does not apply to {family} models"
+                          + (f"; they take {', '.join(allowed)}" if allowed else ""))
 
 
 def load(run: str | Path, *, device: str = "cpu") -> GenerativeModel:

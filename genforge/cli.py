@@ -110,13 +110,32 @@ def sample(
     out: Annotated[str, typer.Option(help="A .png grid or an .npz.")] = "samples.png",
     nrow: Annotated[int | None, typer.Option(help="Images per grid row.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    # family-specific options: passed on only when given, refused where they do not apply
+    scheduler: Annotated[str | None, typer.Option(help="Diffusion: ddpm or ddim.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Diffusion: sampling steps.")] = None,
+    eta: Annotated[float | None, typer.Option(help="Diffusion: DDIM eta.")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Diffusion: guidance scale.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Text: the prompt.")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Text: tokens to add.")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Text: temperature.")] = None,
+    top_k: Annotated[int | None, typer.Option(help="Text: top-k.")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Text: nucleus top-p.")] = None,
+    repetition_penalty: Annotated[float | None, typer.Option(help="Text: penalty.")] = None,
+    stop: Annotated[list[str] | None, typer.Option(help="Text: stop string(s).")] = None,
+    horizon: Annotated[int | None, typer.Option(help="Series: steps ahead.")] = None,
 ):
-    """Draw samples from a trained run into a PNG grid or an .npz array."""
+    """Draw samples from a trained run (images, text or series paths) into --out."""
     from genforge.api import load
 
+    given = {"scheduler": scheduler, "steps": steps, "eta": eta, "guidance": guidance,
+             "prompt": prompt, "max_new_tokens": max_new_tokens, "temperature": temperature,
+             "top_k": top_k, "top_p": top_p, "repetition_penalty": repetition_penalty,
+             "stop": stop or None, "horizon": horizon}
+    options = {k: v for k, v in given.items() if v is not None}
     try:
-        images = load(run, device=device).sample(n, seed=seed, label=label)
-        _write_images(images, Path(out), nrow)
+        model = load(run, device=device)
+        samples = model.sample(n, seed=seed, label=label, **options)
+        model.write_samples(samples, Path(out), nrow=nrow)
     except EXPECTED_ERRORS as err:
         _fail(err)
     typer.echo(f"wrote {n} samples to {out}")
@@ -146,7 +165,7 @@ def complete(
         filled = model.complete(images, mask, seed=seed, label=label, **options)
         if show_input:
             filled = _compare(images, filled, mask, seed)
-        _write_images(filled, Path(out), images.shape[0] if show_input else None)
+        model.write_samples(filled, Path(out), nrow=images.shape[0] if show_input else None)
     except EXPECTED_ERRORS as err:
         _fail(err)
     typer.echo(f"wrote {len(images)} completed images to {out}")
@@ -190,20 +209,6 @@ def _compare(images, filled, mask: str, seed: int):
     x = torch.as_tensor(images)
     m = make_mask(mask, tuple(x.shape), seed=seed).expand_as(x)
     return torch.cat([x, torch.where(m, torch.full_like(x, 128), x), filled])
-
-
-def _write_images(images, out: Path, nrow: int | None) -> None:
-    import numpy as np
-
-    from genforge.training.images import save_image
-
-    if out.suffix == ".npz":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(out, x=np.asarray(images))
-    elif out.suffix == ".png":
-        save_image(images, out, nrow=nrow)
-    else:
-        raise ConfigError(f"--out {out}: use a .png (grid) or .npz (arrays) file name")
 
 
 def main() -> None:

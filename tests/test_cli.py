@@ -38,7 +38,8 @@ def runs(tmp_path_factory):
 
 
 def test_sample_png_and_npz(runs, tmp_path):
-    result = cli("sample", runs / "mnist-dcgan", "--n", 16, "--seed", 0, "--out", tmp_path / "g.png")
+    result = cli("sample", runs / "mnist-dcgan", "--n", 16, "--seed", 0,
+                 "--out", tmp_path / "g.png")
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "g.png") as im:
         assert im.size == (4 * 30 + 2, 4 * 30 + 2)  # 4x4 grid of 28 px with 2 px padding
@@ -86,6 +87,8 @@ def test_errors_are_one_line_and_write_nothing(runs, tmp_path):
     one_line_error(cli("complete", runs / "mnist-vae", "--input", "mnist:test", "--mask", "half",
                        "--out", tmp_path / "x.png"), "allowed are bottom-half")
     one_line_error(cli("sample", runs / "mnist-dcgan", "--out", tmp_path / "x.jpg"), ".png")
+    one_line_error(cli("sample", runs / "mnist-dcgan", "--prompt", "hi", "--out",
+                       tmp_path / "x.png"), "--prompt does not apply to gan models")
     out = tmp_path / "new"
     one_line_error(cli("train", "mnist-dcgan", "train.batch_size=-1", "--out", out),
                    "train.batch_size=-1")

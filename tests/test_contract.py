@@ -9,12 +9,13 @@ from __future__ import annotations
 import pytest
 import torch
 from accelerate import Accelerator
-from conftest import tiny_config
 
 from genforge.registry import FAMILIES, PRESETS
 from genforge.training.checkpoint import flat_state, split_state
 from genforge.training.contract import Batch, Objective, StepContext
 from genforge.training.loop import make_schedule
+
+from conftest import tiny_config
 
 INFO = {  # what each preset's data set looks like, without reading it
     "mnist": (1, 28), "fashion-mnist": (1, 28), "cifar10": (3, 32),

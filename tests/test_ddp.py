@@ -8,9 +8,10 @@ import subprocess
 import sys
 
 import torch
-from conftest import REPO, tiny
 
 import genforge
+
+from conftest import REPO, tiny
 
 
 def free_port() -> int:

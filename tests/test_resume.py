@@ -11,12 +11,13 @@ import time
 
 import pytest
 import torch
-from conftest import REPO, tiny, tiny_config
 from safetensors.torch import load_file
 
 from genforge.api import resume_config
 from genforge.config import ConfigError
 from genforge.training.loop import train
+
+from conftest import REPO, tiny, tiny_config
 
 LOSS_KEYS = ("loss/d", "loss/g", "loss/vae", "neg_elbo", "kl", "wasserstein")
 
@@ -88,7 +89,8 @@ def test_sigterm_checkpoints_and_the_run_resumes(tmp_path):
                             stderr=subprocess.PIPE, text=True)
     metrics = out / "metrics.jsonl"
     deadline = time.time() + 120
-    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+    while time.time() < deadline and not (metrics.exists() and
+                                          metrics.read_text().count("\n") >= 3):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)

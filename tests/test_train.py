@@ -7,13 +7,14 @@ import json
 import pytest
 import torch
 import yaml
-from conftest import tiny_config
 from safetensors.torch import load_file
 
 import genforge
 from genforge.config import build_run_config
 from genforge.training.checkpoint import RunExistsError, RunStateError
 from genforge.training.loop import train
+
+from conftest import tiny_config
 
 
 def test_run_folder_has_every_artifact(tmp_path):
@@ -142,9 +143,9 @@ def toy_family(monkeypatch):
                                                     f"{__name__}:ToyObjective", False))
 
     def make(*overrides):
-        from conftest import TINY_LOOP
-
         from genforge.config import apply_overrides, build_run_config
+
+        from conftest import TINY_LOOP
 
         raw = apply_overrides({"family": "toy"}, [*TINY_LOOP, *overrides])
         return build_run_config(raw, source="toy")

@@ -37,8 +37,14 @@ class Objective(Protocol):
 
     def training_step(self, batch: Batch, step: StepContext) -> dict[str, float]: ...
 
-    def sample(self, n: int, *, seed: int, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """n images in [-1, 1], (n, C, H, W); `condition` holds class labels (n,)."""
+    def sample(self, n: int, *, seed: int, condition: torch.Tensor | None = None) -> Any:
+        """n samples; images are (n, C, H, W) in [-1, 1]; `condition` holds class labels (n,).
+
+        A family may accept more keyword options (a sampler, a prompt, ...): the CLI passes
+        those it is given, and refuses options a family's `sample` does not name.
+        Optional methods: `complete(x, mask, *, seed, ...)`, `export(folder)` (write the
+        sampling weights in another library's format), `write_samples(samples, path)`.
+        """
         ...
 
 

@@ -144,6 +144,8 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
             with _sampling_weights(emas):
                 sampling = {k: bare[k] for k in objective.sampling_nets}
                 ckpt.save_model(run_dir / ckpt.MODEL_FILE, sampling, cfg, step, data_info)
+                if hasattr(objective, "export"):  # e.g. a diffusers or transformers folder
+                    objective.export(run_dir / "model")
 
     def sample_grid() -> None:
         if not accelerator.is_main_process:
