@@ -65,8 +65,11 @@ def train(
     resume: Annotated[str | None, typer.Option(help="Continue this run folder.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --out folder.")] = False,
     data_root: Annotated[str | None, typer.Option(help="Where data sets live.")] = None,
+    processes: Annotated[int, typer.Option(help="DDP processes on this machine.")] = 1,
 ):
     """Train a preset or YAML config; --resume continues a run to its train.max_steps."""
+    if processes > 1 and "RANK" not in os.environ:
+        raise typer.Exit(_launch_processes(processes))
     from genforge.api import resume_config
     from genforge.config import load_config
     from genforge.training.loop import train as run_training
@@ -182,6 +185,28 @@ def validate(config: Annotated[str, typer.Argument(help="Preset name or YAML fil
     except EXPECTED_ERRORS as err:
         _fail(err)
     typer.echo(f"ok: {config} ({cfg.family}, {cfg.data.dataset}, {cfg.train.max_steps} steps)")
+
+
+def _launch_processes(n: int) -> int:
+    """Run this same command in n processes with torch's launcher (gloo on CPU, NCCL on GPUs);
+    what `accelerate launch --multi_gpu --num_processes n -m genforge ...` does too."""
+    import socket
+    import subprocess
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:  # the command line, less --processes
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            args.append(arg)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}",
+           "--master_addr=127.0.0.1", f"--master_port={port}", "-m", "genforge", *args]
+    return subprocess.call(cmd)
 
 
 def _read_input(spec: str, n: int):

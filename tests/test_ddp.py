@@ -56,3 +56,15 @@ def test_two_process_stop_and_resume(tmp_path):
     second = launch(["train", "--resume", str(out)], tmp_path)
     assert second.returncode == 0, second.stderr[-3000:]
     assert json.loads((out / "state" / "trainer.json").read_text())["step"] == 4
+
+
+def test_processes_option_launches_ddp_itself(tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, "-m", "genforge", "train", "mnist-vae",
+                           *tiny("vae", "train.max_steps=2"), "--out", str(out),
+                           "--processes", "2"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((out / "run.json").read_text())
+    assert record["processes"] == 2 and record["replicas_in_sync"] is True
+    assert "--processes" not in record["argv"]
