@@ -109,6 +109,10 @@ def _check_options(fn: Any, options: dict[str, Any], family: str) -> None:
 def load(run: str | Path, *, device: str = "cpu") -> GenerativeModel:
     """Rebuild a model from `run` (a run folder or its model.safetensors)."""
     path = Path(run)
+    if path.is_dir() and (path / "config.json").exists() and not (path / "config.yaml").exists():
+        from genforge.families.ar.pretrained import load_pretrained  # a transformers folder
+
+        return load_pretrained(path, device=device)
     file = path / MODEL_FILE if path.is_dir() else path
     if not file.exists():
         raise ConfigError(f"{path}: no {MODEL_FILE}; is this a genforge run folder?")

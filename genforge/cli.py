@@ -20,6 +20,8 @@ import typer
 
 from genforge.config import ConfigError
 from genforge.data.errors import DataError
+from genforge.eval.command import eval_command
+from genforge.families.ar.command import convert_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, sample, complete and evaluate generative models.")
@@ -49,7 +51,7 @@ def list_cmd(data_root: Annotated[str | None, typer.Option(help="Extra data root
         raw = read_yaml(PRESET_DIR / file)
         model = raw.get("model", {})
         what = f"{raw['family']}/{model.get('arch', '')}"
-        typer.echo(f"  {name:<16} {what:<12} {raw.get('data', {}).get('dataset', 'mnist')}")
+        typer.echo(f"  {name:<16} {what:<18} {raw.get('data', {}).get('dataset', 'mnist')}")
     typer.echo("data sets (roots: " + ", ".join(map(str, data_roots(data_root))) + "):")
     for name, source in SOURCES.items():
         found = [str(r / source.folder) for r in data_roots(data_root)
@@ -107,10 +109,11 @@ def train(
 @app.command()
 def sample(
     run: Annotated[str, typer.Argument(help="Run folder.")],
-    n: Annotated[int, typer.Option(help="Number of samples.")] = 64,
+    n: Annotated[int | None, typer.Option(help="Number of samples (64; text: 1).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     label: Annotated[int | None, typer.Option(help="Class label (conditional models).")] = None,
-    out: Annotated[str, typer.Option(help="A .png grid or an .npz.")] = "samples.png",
+    out: Annotated[str | None, typer.Option(help="A .png grid or an .npz; text: .txt, .jsonl "
+                   "or - (the default: the terminal).")] = None,
     nrow: Annotated[int | None, typer.Option(help="Images per grid row.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     # family-specific options: passed on only when given, refused where they do not apply
@@ -125,6 +128,7 @@ def sample(
     top_p: Annotated[float | None, typer.Option(help="Text: nucleus top-p.")] = None,
     repetition_penalty: Annotated[float | None, typer.Option(help="Text: penalty.")] = None,
     stop: Annotated[list[str] | None, typer.Option(help="Text: stop string(s).")] = None,
+    stream: Annotated[bool, typer.Option(help="Text: print tokens as they come.")] = False,
     horizon: Annotated[int | None, typer.Option(help="Series: steps ahead.")] = None,
 ):
     """Draw samples from a trained run (images, text or series paths) into --out."""
@@ -133,15 +137,18 @@ def sample(
     given = {"scheduler": scheduler, "steps": steps, "eta": eta, "guidance": guidance,
              "prompt": prompt, "max_new_tokens": max_new_tokens, "temperature": temperature,
              "top_k": top_k, "top_p": top_p, "repetition_penalty": repetition_penalty,
-             "stop": stop or None, "horizon": horizon}
+             "stop": stop or None, "horizon": horizon, "stream": stream or None}
     options = {k: v for k, v in given.items() if v is not None}
     try:
         model = load(run, device=device)
+        out = out or getattr(model.objective, "default_out", "samples.png")
+        n = n if n is not None else getattr(model.objective, "default_n", 64)
         samples = model.sample(n, seed=seed, label=label, **options)
         model.write_samples(samples, Path(out), nrow=nrow)
     except EXPECTED_ERRORS as err:
         _fail(err)
-    typer.echo(f"wrote {n} samples to {out}")
+    if out != "-":
+        typer.echo(f"wrote {n} samples to {out}")
 
 
 @app.command()
@@ -209,6 +216,9 @@ def _launch_processes(n: int) -> int:
     return subprocess.call(cmd)
 
 
+app.command("eval")(eval_command)
+
+
 def _read_input(spec: str, n: int):
     import numpy as np
 
@@ -234,6 +244,9 @@ def _compare(images, filled, mask: str, seed: int):
     x = torch.as_tensor(images)
     m = make_mask(mask, tuple(x.shape), seed=seed).expand_as(x)
     return torch.cat([x, torch.where(m, torch.full_like(x, 128), x), filled])
+
+
+app.command("convert")(convert_command)
 
 
 def main() -> None:

@@ -190,6 +190,10 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         if value not in args:
             raise ConfigError(f"{bad}: allowed values are {', '.join(map(repr, args))}")
         return value
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[int, ...]
+        if not isinstance(value, list | tuple) or not value:
+            raise ConfigError(f"{bad}: expected a non-empty list")
+        return tuple(_coerce(v, args[0], f"{key}[{i}]", source) for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(f"{bad}: expected a list of {len(args)} values")

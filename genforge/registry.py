@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from genforge.config import ConfigError, DataConfig, RunConfig
+from genforge.families.ar.config import ARConfig, TextDataConfig
+from genforge.families.diffusion.config import DiffusionConfig
 from genforge.families.gan.config import GANConfig
+from genforge.families.series.config import SeriesConfig, SeriesDataConfig
 from genforge.families.vae.config import VAEConfig
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
@@ -66,6 +69,31 @@ FAMILIES: dict[str, FamilySpec] = {
         objective="genforge.families.vae.objective:VAEObjective",
         can_complete=True,
     ),
+    "diffusion": FamilySpec(
+        name="diffusion",
+        description="Diffusion: diffusers UNet, DDPM/DDIM sampling, guidance, RePaint inpainting",
+        model_config=DiffusionConfig,
+        objective="genforge.families.diffusion.objective:DiffusionObjective",
+        can_complete=True,
+    ),
+    "ar": FamilySpec(
+        name="ar",
+        description="Autoregressive text: GPT-2/Llama-style decoders, char or byte-level BPE",
+        model_config=ARConfig,
+        objective="genforge.families.ar.objective:ARObjective",
+        can_complete=False,
+        data_config=TextDataConfig,
+        data_loader="genforge.families.ar.data:load_text",
+    ),
+    "series": FamilySpec(
+        name="series",
+        description="Autoregressive time series: GRU/Transformer, Gaussian or Student-t paths",
+        model_config=SeriesConfig,
+        objective="genforge.families.series.objective:SeriesObjective",
+        can_complete=False,
+        data_config=SeriesDataConfig,
+        data_loader="genforge.families.series.data:load_series",
+    ),
 }
 
 # Preset name -> YAML file in genforge/configs/ (the repo's configs/ links there).
@@ -81,6 +109,15 @@ PRESETS: dict[str, str] = {
     "mnist-beta-vae": "mnist-beta-vae.yaml",
     "mnist-cvae": "mnist-cvae.yaml",
     "fashion-vae": "fashion-vae.yaml",
+    "mnist-ddpm": "mnist-ddpm.yaml",
+    "mnist-ddpm-cond": "mnist-ddpm-cond.yaml",
+    "fashion-ddpm": "fashion-ddpm.yaml",
+    "cifar10-ddpm": "cifar10-ddpm.yaml",
+    "cifar10-ddpm-gpu": "cifar10-ddpm-gpu.yaml",
+    "shakespeare-char": "shakespeare-char.yaml",
+    "shakespeare-bpe": "shakespeare-bpe.yaml",
+    "tang-poems": "tang-poems.yaml",
+    "airline-ar": "airline-ar.yaml",
 }
 DEFAULT_PRESET = "mnist-dcgan"
 

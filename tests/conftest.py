@@ -17,6 +17,15 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 TINY_MODEL = {
     "gan": ["model.width=8", "model.latent_dim=8", "model.mlp_hidden=32", "model.embed_dim=4"],
     "vae": ["model.hidden=32", "model.width=8", "model.latent_dim=4", "model.complete_steps=5"],
+    "ar": ["model.n_layer=1", "model.n_head=2", "model.n_embd=16",
+           "model.max_new_tokens=8", "data.block_size=16", "data.vocab_size=300",
+           "train.warmup_steps=0"],
+    "diffusion": ["model.channels=[8,16]", "model.attention=[false,true]", "model.norm_groups=4",
+                  "model.attention_head_dim=4", "model.sampling_steps=3",
+                  "model.complete_steps=4", "model.repaint_jump=2", "model.repaint_resample=2",
+                  "train.warmup_steps=0"],
+    "series": ["model.hidden=8", "model.layers=1", "model.season_dim=2", "model.horizon=6",
+               "data.window=12", "train.warmup_steps=0"],
 }
 TINY_LOOP = [
     "data.limit=128", "train.batch_size=16", "train.max_steps=4", "log.every=1",

@@ -16,7 +16,7 @@ from genforge.config import (
     parse_override,
     save_config,
 )
-from genforge.registry import PRESET_DIR, PRESETS, resolve_preset
+from genforge.registry import FAMILIES, PRESET_DIR, PRESETS, resolve_preset
 
 
 def test_every_shipped_yaml_is_a_registered_preset_and_validates():
@@ -25,7 +25,7 @@ def test_every_shipped_yaml_is_a_registered_preset_and_validates():
     for name in PRESETS:
         cfg = load_config(name)
         assert cfg.preset == name
-        assert cfg.family in ("gan", "vae")
+        assert cfg.family in FAMILIES
 
 
 def test_resolved_config_round_trips_through_yaml(tmp_path):
@@ -74,7 +74,7 @@ def test_override_values_are_typed():
         (["model.gp_weight=5"], "model.gp_weight applies only to model.loss=wgan-gp"),
         (["bogus=1"], "unknown key 'bogus'"),
         (["train=3"], "train must be a mapping"),
-        (["family=diffusion"], "family='diffusion': allowed values are gan, vae"),
+        (["family=flow"], "family='flow': allowed values are gan, vae"),
     ],
 )
 def test_bad_configs_are_rejected_with_key_value_and_allowed(overrides, needle):

@@ -17,9 +17,9 @@ from genforge.api import resume_config
 from genforge.config import ConfigError
 from genforge.training.loop import train
 
-from conftest import REPO, tiny, tiny_config
+from conftest import REPO, SHARED_DATA, tiny, tiny_config
 
-LOSS_KEYS = ("loss/d", "loss/g", "loss/vae", "neg_elbo", "kl", "wasserstein")
+LOSS_KEYS = ("loss/d", "loss/g", "loss/vae", "neg_elbo", "kl", "wasserstein", "loss/lm")
 
 
 def losses(run):
@@ -47,6 +47,11 @@ def weights(run):
         # critic steps: the generator updates every 2nd step; odd stop point
         ("mnist-wgan-gp", ["model.critic_steps=2", "log.every=2"]),
         ("mnist-cvae", ["train.ema_decay=0.5"]),
+        # text: windows drawn per step, tied embeddings under EMA, dropout
+        pytest.param("shakespeare-char", [f"data.root={SHARED_DATA}", "train.ema_decay=0.9",
+                                          "train.grad_accum=2", "model.dropout=0.1"],
+                     marks=pytest.mark.skipif(not (SHARED_DATA / "text").is_dir(),
+                                              reason="../shared/data/text is not here")),
     ],
 )
 def test_stop_and_resume_equals_an_unbroken_run(tmp_path, preset, extra):
@@ -66,8 +71,9 @@ def test_stop_and_resume_equals_an_unbroken_run(tmp_path, preset, extra):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    same_samples = (full / "samples" / "step_000006.png").read_bytes()
-    assert (resumed.run_dir / "samples" / "step_000006.png").read_bytes() == same_samples
+    grid = next((full / "samples").glob("step_000006.*")).name  # .png, .txt, ...
+    same_samples = (full / "samples" / grid).read_bytes()
+    assert (resumed.run_dir / "samples" / grid).read_bytes() == same_samples
     record = json.loads((resumed.run_dir / "run.json").read_text())
     assert len(record["resumed"]) == 1
 

@@ -1,0 +1,1 @@
+"""Diffusion models on diffusers' UNet2DModel and schedulers: DDPM/DDIM, guidance, RePaint."""

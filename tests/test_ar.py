@@ -1,0 +1,210 @@
+"""The text family: tokenizers, the corpus cache and stream, sampling, the CLI, the transformers
+export, evaluation, and parity of the llama2.c converter with the published greedy sample."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import genforge
+from genforge.cli import app
+from genforge.config import ConfigError
+from genforge.data.errors import DataError
+from genforge.families.ar.config import TextDataConfig
+from genforge.families.ar.data import load_text, split_text
+from genforge.families.ar.tokenizer import bpe_tokenizer, char_tokenizer, encode_corpus
+
+from conftest import SHARED_DATA, tiny
+
+WEIGHTS = SHARED_DATA.parent / "weights" / "tinystories260K"
+SHAKESPEARE = SHARED_DATA / "text" / "tinyshakespeare.txt"
+TANG = SHARED_DATA / "text" / "chinese" / "quantangshi.txt"
+needs_text = pytest.mark.skipif(not SHAKESPEARE.exists(), reason="../shared/data/text missing")
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path_factory, monkeypatch):
+    """Shared data as the data root, a private token cache, one thread (a busy shared CPU)."""
+    monkeypatch.setenv("GENFORGE_DATA", str(SHARED_DATA))
+    monkeypatch.setenv("GENFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+MIXED = "ROMEO: O, wilt thou leave me so unsatisfied?\n\n  白日依山盡，黃河入海流。 café ✓\n"
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_tokenizers_round_trip_ascii_and_cjk(kind):
+    corpus = MIXED * 3 + "欲窮千里目，更上一層樓。\t" + "".join(chr(c) for c in range(32, 127))
+    tok = char_tokenizer(corpus) if kind == "char" else bpe_tokenizer([corpus], 300)
+    for text in (MIXED, "欲窮千里目，更上一層樓。", "  spaces\tand\nlines  "):
+        ids = tok.encode(text).ids
+        assert tok.decode(ids) == text
+        assert encode_corpus(tok, text).tolist() == ids  # the cache's fast path agrees
+    if kind == "char":
+        assert len(tok.encode("白日").ids) == 2  # one token per CJK character
+        assert tok.decode(tok.encode("白€日").ids) == "白日"  # € unknown: <unk>, skipped
+
+
+@needs_text
+def test_bpe_corpus_encoding_in_chunks_equals_one_pass():
+    text = SHAKESPEARE.read_text()[:20000]
+    tok = bpe_tokenizer([text], 400)
+    assert encode_corpus(tok, text, chunk_chars=500).tolist() == tok.encode(text).ids
+
+
+@needs_text
+def test_corpus_split_cache_and_stream():
+    cfg = TextDataConfig(limit=400, block_size=32)
+    data = load_text(cfg)
+    split = data.info()["split"]
+    assert split["train_tokens"] + split["val_tokens"] == split["train_chars"] + \
+        split["val_chars"]  # char level: one token per character
+    assert isinstance(data.train, np.memmap)
+    assert load_text(cfg).record["cache"] == data.record["cache"]  # read back, same key
+    assert load_text(TextDataConfig(limit=401, block_size=32)).record["cache"] != \
+        data.record["cache"]
+    train, val, record = split_text("a\nbb\nccc\ndddd\n", 0.3)
+    assert train + val == "a\nbb\nccc\ndddd\n" and val == "dddd\n"
+    assert record["val_chars"] == 5 and "line start" in record["rule"]
+
+    # the stream: seeded per step, resumable from one integer, sharded over processes
+    whole = data.stream(batch_size=8, seed=1).next(2)
+    assert [b.x.shape for b in whole] == [(4, 33), (4, 33)]
+    x = torch.cat([b.x for b in whole])  # (8, 33): windows at starts drawn with seed 1, step 0
+    g = torch.Generator().manual_seed(1 * 1_000_003 + 0)
+    starts = torch.randint(0, len(data.train) - 32, (8,), generator=g).tolist()
+    assert x.tolist() == [data.train[s : s + 33].tolist() for s in starts]
+    parts = [data.stream(batch_size=8, seed=1, rank=r, world=2).next(1)[0].x for r in range(2)]
+    assert torch.equal(torch.stack(parts, 1).flatten(0, 1), x)
+    later = data.stream(batch_size=8, seed=1)
+    later.next(1)
+    resumed = data.stream(batch_size=8, seed=1)
+    resumed.load_state_dict(later.state_dict())
+    assert torch.equal(later.next(1)[0].x, resumed.next(1)[0].x)
+
+
+def test_missing_corpus_names_the_file_and_the_roots(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENFORGE_DATA", str(tmp_path))
+    with pytest.raises(DataError, match=f"put the UTF-8 text at one of: {tmp_path}/text/x.txt"):
+        load_text(TextDataConfig(path="text/x.txt"))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny char model trained for a few steps by the CLI (data.root: the shared data)."""
+    out = tmp_path_factory.mktemp("ar") / "run"
+    result = runner.invoke(app, ["train", "shakespeare-char", *tiny("ar"), "data.limit=2000",
+                                 f"data.root={SHARED_DATA}", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@needs_text
+def test_sampling_is_seeded_and_options_work(run, capsys):
+    model = genforge.load(run)
+    a = model.sample(3, seed=0, prompt="ROMEO:", max_new_tokens=20)
+    assert len(a) == 3 and all(t.startswith("ROMEO:") for t in a)
+    assert a == model.sample(3, seed=0, prompt="ROMEO:", max_new_tokens=20)
+    assert a != model.sample(3, seed=1, prompt="ROMEO:", max_new_tokens=20)
+    greedy = model.sample(2, seed=0, prompt="ROMEO:", temperature=0, max_new_tokens=40)
+    assert greedy[0] == greedy[1] == model.sample(1, seed=5, prompt="ROMEO:", top_k=1,
+                                                  max_new_tokens=40)[0]
+    assert len(greedy[0]) == len("ROMEO:") + 40  # past the 16-token context: positions crop
+    lm, tok = model.objective.nets["lm"], model.objective.tokenizer
+    ids = tok.encode("ROMEO:")
+    with torch.no_grad():  # the KV cache, then cropped windows, equal plain argmax decoding
+        for _ in range(40):
+            ids.append(int(lm(input_ids=torch.tensor([ids[-16:]])).logits[0, -1].argmax()))
+    assert tok.decode(ids) == greedy[0]
+    cut = model.sample(4, seed=0, prompt="A", stop=["e"], max_new_tokens=30)
+    assert all("e" not in t for t in cut)
+    streamed = model.sample(1, seed=0, prompt="ROMEO:", max_new_tokens=20, stream=True)
+    assert capsys.readouterr().out == streamed[0] + "\n"
+    assert streamed == model.sample(1, seed=0, prompt="ROMEO:", max_new_tokens=20)
+    with pytest.raises(ConfigError, match="'€' not in this model's vocabulary"):
+        model.sample(1, seed=0, prompt="€")
+    with pytest.raises(ConfigError, match="--top-p=1.5"):
+        model.sample(1, seed=0, top_p=1.5)
+
+
+@needs_text
+def test_cli_sample_and_the_exported_folder(run, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    args = ["--prompt", "ROMEO:", "--max-new-tokens", "30", "--temperature", "0.8",
+            "--top-p", "0.9", "--seed", "0", "--n", "2"]
+    result = runner.invoke(app, ["sample", str(run), *args, "--out", str(tmp_path / "s.jsonl")])
+    assert result.exit_code == 0, result.output
+    texts = [json.loads(x)["text"] for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    # run/model is a transformers folder: genforge samples it the same, and transformers loads it
+    from_folder = runner.invoke(app, ["sample", str(run / "model"), *args])
+    assert from_folder.exit_code == 0, from_folder.output
+    assert from_folder.output == f"=== sample 0 ===\n{texts[0]}\n=== sample 1 ===\n{texts[1]}\n"
+    lm = AutoModelForCausalLM.from_pretrained(run / "model")
+    tok = AutoTokenizer.from_pretrained(run / "model")
+    assert lm.lm_head.weight is lm.get_input_embeddings().weight  # tied
+    ids = tok("ROMEO:", return_tensors="pt").input_ids
+    ours = genforge.load(run).objective.nets["lm"](input_ids=ids).logits
+    torch.testing.assert_close(lm(input_ids=ids).logits, ours)
+    bad = runner.invoke(app, ["sample", str(run), "--horizon", "3"])
+    assert bad.exit_code == 2 and "--horizon does not apply" in bad.output
+
+
+@needs_text
+def test_evaluate_text(run, tmp_path):
+    from genforge.eval.text import evaluate_text, write_text_report
+
+    metrics = evaluate_text(run, n_samples=4, max_new_tokens=24, max_eval_tokens=3000)
+    m = metrics["metrics"]
+    assert m["bits_per_char"] == pytest.approx(m["val_loss"] / np.log(2))  # char level
+    assert m["perplexity"] == pytest.approx(np.exp(m["val_loss"]))
+    assert 0 < m["distinct_1"] <= 1 and 0 <= m["copy_rate_8"] <= 1
+    assert m["copy_rate_8_held_out"] > 0.1  # held-out Shakespeare shares 8-grams with train
+    assert metrics["protocol"]["held_out"]["tokens_evaluated"] <= 3000
+    paths = write_text_report(metrics, tmp_path / "eval", run_dir=run)
+    assert json.loads(paths["metrics"].read_text())["kind"] == "text"
+    assert "bits_per_char" in paths["report"].read_text()
+    # the CLI sends a text run to the same evaluation, into RUN/eval
+    result = runner.invoke(app, ["eval", str(run), "--n", "2", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    written = json.loads((run / "eval" / "metrics.json").read_text())
+    assert written["kind"] == "text" and written["protocol"]["samples"]["n"] == 2
+    assert written["metrics"]["val_loss"] > 0 and "perplexity" in result.output
+
+
+@pytest.mark.skipif(not TANG.exists(), reason="../shared/data/text/chinese missing")
+def test_cjk_corpus_trains_and_samples_chinese(tmp_path):
+    from genforge.config import load_config
+    from genforge.training.loop import train
+
+    cfg = load_config("tang-poems", [*tiny("ar"), "data.limit=300", "log.sample_every=0"])
+    model = genforge.load(train(cfg, out=tmp_path / "tang").run_dir)
+    assert model.data_info["vocab_size"] > 500
+    text = model.sample(1, seed=0, prompt="白日", max_new_tokens=10)[0]
+    assert text.startswith("白日") and len(text) == 12
+
+
+@pytest.mark.skipif(not (WEIGHTS / "stories260K.bin").exists(), reason="weights missing")
+def test_llama2c_conversion_reproduces_the_published_greedy_sample(tmp_path):
+    """run.c -t 0.0 prints the greedy story after <s> (256 steps); the converted folder,
+    loaded by genforge (and so by transformers), must print exactly the same text."""
+    result = runner.invoke(app, ["convert", "llama2c", str(WEIGHTS / "stories260K.bin"),
+                                 "--tokenizer", str(WEIGHTS / "tok512.bin"),
+                                 "--out", str(tmp_path / "stories260K")])
+    assert result.exit_code == 0, result.output
+    published = (WEIGHTS / "stories260K.md").read_text().split("-t 0.0\n", 1)[1]
+    published = published.split("```", 1)[0].removesuffix("\n")  # run.c ends with a newline
+    model = genforge.load(tmp_path / "stories260K")
+    assert model.sample(1, seed=0, temperature=0, max_new_tokens=256)[0] == published
+    tok = model.objective.tokenizer
+    assert tok.convert_ids_to_tokens(tok.encode("Once upon a time")) == \
+        ["<s>", "▁Once", "▁upon", "▁a", "▁time"]

@@ -1,0 +1,123 @@
+"""The time series family: CRPS and MASE against closed forms, the window stream, a tiny run
+(CLI train, sample, evaluate) for a univariate and a multivariate series."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import genforge
+from genforge.cli import app
+from genforge.families.series.config import SeriesDataConfig
+from genforge.families.series.data import load_series, scale, unscale
+from genforge.families.series.metrics import (
+    crps_samples,
+    evaluate_series,
+    mase,
+    seasonal_naive,
+    write_series_report,
+)
+
+from conftest import SHARED_DATA, tiny
+
+AIRLINE = SHARED_DATA / "timeseries" / "airline_passengers.csv"
+needs_series = pytest.mark.skipif(not AIRLINE.exists(), reason="../shared/data missing")
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny nets on a busy shared CPU
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_crps_estimator_matches_the_gaussian_closed_form():
+    g = np.random.default_rng(0)
+    mu, sigma, y = 1.0, 2.0, np.array([[0.3], [4.0]])
+    paths = g.normal(mu, sigma, size=(20000, 2, 1))
+    z = (y - mu) / sigma
+    phi, cdf = np.exp(-z**2 / 2) / math.sqrt(2 * math.pi), 0.5 * (1 + np.vectorize(math.erf)(
+        z / math.sqrt(2)))
+    exact = sigma * (z * (2 * cdf - 1) + 2 * phi - 1 / math.sqrt(math.pi))
+    np.testing.assert_allclose(crps_samples(paths, y), exact, rtol=0.02)
+    point = np.full((5, 1, 1), 3.0)  # a point forecast: CRPS = absolute error
+    np.testing.assert_allclose(crps_samples(point, np.array([[1.0]])), [[2.0]])
+
+
+def test_seasonal_naive_and_mase_by_hand():
+    train = np.array([[1.0], [2.0], [3.0], [2.0], [3.0], [4.0]])  # period 3
+    np.testing.assert_array_equal(seasonal_naive(train, 4, 3)[:, 0], [2.0, 3.0, 4.0, 2.0])
+    # in-sample seasonal errors |2-1|, |3-2|, |4-3| -> scale 1; forecast errors 1, 3 -> MASE 2
+    assert mase(np.array([[3.0], [6.0]]), np.array([[2.0], [3.0]]), train, 3)[0] == 2.0
+
+
+@needs_series
+def test_scaling_inverts_and_windows_carry_their_rows(monkeypatch):
+    monkeypatch.setenv("GENFORGE_DATA", str(SHARED_DATA))
+    data = load_series(SeriesDataConfig(transform="log", difference=True, window=12))
+    info = data.info()
+    assert info["train_rows"] == 120 and info["columns"] == ["Passengers"]
+    values = np.asarray(info["history"])  # (144, 1)
+    z = torch.from_numpy(scale(values[100:], info))[None]  # the changes into rows 101..143
+    np.testing.assert_allclose(unscale(z, torch.from_numpy(values[100]), info)[0].numpy(),
+                               values[101:], rtol=1e-9)
+    batch = data.stream(batch_size=4, seed=0).next(1)[0]
+    x, t0 = batch.x, batch.y  # (4, 12 + 12, 1), (4,)
+    for window, row in zip(x, t0.tolist(), strict=True):  # the first target is row t0's change
+        expected = scale(values[row - 12 - 1 : row + 12], info)  # lags, then 12 targets
+        np.testing.assert_allclose(window.numpy(), expected, rtol=1e-5, atol=1e-6)
+    halves = [data.stream(batch_size=4, seed=0, rank=r, world=2).next(1)[0].x for r in (0, 1)]
+    assert torch.equal(torch.stack(halves, 1).flatten(0, 1), x)
+
+
+@needs_series
+def test_tiny_run_samples_paths_and_evaluates(tmp_path):
+    out = tmp_path / "ts"
+    result = runner.invoke(app, ["train", "airline-ar", *tiny("series"), "data.limit=144",
+                                 f"data.root={SHARED_DATA}", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    sampled = runner.invoke(app, ["sample", str(out), "--horizon", "5", "--n", "7", "--out",
+                                  str(tmp_path / "forecast.csv")])
+    assert sampled.exit_code == 0, sampled.output
+    rows = list(csv.reader((tmp_path / "forecast.csv").open()))
+    assert rows[0] == ["path", "step", "Passengers"] and len(rows) == 1 + 7 * 5
+    model = genforge.load(out)
+    paths = model.sample(7, seed=0, horizon=5)
+    assert paths.shape == (7, 5, 1) and (paths > 0).all()  # a log model stays positive
+    assert torch.equal(paths, model.sample(7, seed=0, horizon=5))
+    assert not torch.equal(paths, model.sample(7, seed=1, horizon=5))
+    metrics = evaluate_series(out, n_paths=20)
+    m = metrics["metrics"]
+    assert m["crps"] > 0 and m["seasonal_naive"]["mase"] == pytest.approx(2.4935, abs=1e-3)
+    assert metrics["protocol"]["horizon"] == 24
+    paths = write_series_report(metrics, tmp_path / "eval")
+    assert "Forecast of Passengers" in paths["report"].read_text()
+    result = runner.invoke(app, ["eval", str(out), "--n", "10"])  # the CLI: into RUN/eval
+    assert result.exit_code == 0, result.output
+    written = json.loads((out / "eval" / "metrics.json").read_text())
+    assert written["kind"] == "series" and written["protocol"]["paths"] == 10
+    assert "mase_relative_to_seasonal_naive" in result.output
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "timeseries").is_dir(), reason="../shared/data missing")
+def test_multivariate_gru_run(tmp_path):
+    from genforge.config import load_config
+    from genforge.training.loop import train
+
+    cfg = load_config("airline-ar", [
+        *tiny("series"), "model.arch=gru", "data.path=timeseries/statsmodels_macrodata.csv",
+        "data.columns=realgdp,realcons,unemp", "data.period=4", "data.test_length=8",
+        f"data.root={SHARED_DATA}", "data.limit=200", "log.sample_every=0"])
+    model = genforge.load(train(cfg, out=tmp_path / "macro").run_dir)
+    assert model.data_info["columns"] == ["realgdp", "realcons", "unemp"]
+    assert model.sample(3, seed=0, horizon=8).shape == (3, 8, 3)
+    assert evaluate_series(model, n_paths=10)["metrics"]["per_column"].keys() == \
+        {"realgdp", "realcons", "unemp"}
