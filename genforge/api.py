@@ -87,6 +87,7 @@ class GenerativeModel:
         if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
             raise DataError(f"input images of shape {tuple(x.shape)}; this model needs (N, {c}, "
                             f"{s}, {s})")
+        _check_options(self.objective.complete, options, self.config.family)
         m = make_mask(mask, tuple(x.shape), seed=seed) if isinstance(mask, str) else mask.bool()
         filled = self.objective.complete(to_model_range(x), m, seed=seed,
                                          condition=self._labels(label, x.shape[0]), **options)
@@ -100,7 +101,7 @@ def _check_options(fn: Any, options: dict[str, Any], family: str) -> None:
     accepted = set(inspect.signature(fn).parameters)
     unknown = sorted(set(options) - accepted)
     if unknown:
-        allowed = sorted(accepted - {"n", "seed", "condition", "batch_size"})
+        allowed = sorted(accepted - {"n", "seed", "condition", "batch_size", "x", "mask"})
         names = ", ".join("--" + u.replace("_", "-") for u in unknown)
         raise ConfigError(f"{names} does not apply to {family} models"
                           + (f"; they take {', '.join(allowed)}" if allowed else ""))

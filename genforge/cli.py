@@ -160,17 +160,24 @@ def complete(
     out: Annotated[str, typer.Option(help="A .png grid or an .npz.")] = "filled.png",
     n: Annotated[int, typer.Option(help="Images to take from DATASET:SPLIT.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    method: Annotated[str | None, typer.Option(help="Family-specific method.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Iterations of the method.")] = None,
+    method: Annotated[str | None, typer.Option(
+        help="VAE: optimize or iterate; diffusion: repaint or replace.")] = None,
+    steps: Annotated[int | None, typer.Option(
+        help="VAE: iterations; diffusion: noise levels.")] = None,
+    jump: Annotated[int | None, typer.Option(help="Diffusion repaint: levels per jump.")] = None,
+    resample: Annotated[int | None, typer.Option(
+        help="Diffusion repaint: resampling rounds per jump.")] = None,
     show_input: Annotated[bool, typer.Option(help="Rows of original, masked, filled.")] = False,
 ):
-    """Fill in the masked pixels of images (a VAE optimises or iterates its latent)."""
+    """Fill in the masked pixels of images: a VAE optimises or iterates its latent, a diffusion
+    model keeps the known pixels at every noise level (RePaint resampling by default)."""
     from genforge.api import load
 
     try:
         model = load(run)
         images, labels = _read_input(input, n)
-        options = {k: v for k, v in {"method": method, "steps": steps}.items() if v is not None}
+        given = {"method": method, "steps": steps, "jump": jump, "resample": resample}
+        options = {k: v for k, v in given.items() if v is not None}
         label = labels if model.num_classes and labels is not None else None
         filled = model.complete(images, mask, seed=seed, label=label, **options)
         if show_input:

@@ -86,6 +86,8 @@ def test_errors_are_one_line_and_write_nothing(runs, tmp_path):
                    "no such input file")
     one_line_error(cli("complete", runs / "mnist-vae", "--input", "mnist:test", "--mask", "half",
                        "--out", tmp_path / "x.png"), "allowed are bottom-half")
+    one_line_error(cli("complete", runs / "mnist-vae", "--input", "mnist:test", "--jump", 2,
+                       "--out", tmp_path / "x.png"), "--jump does not apply to vae models")
     one_line_error(cli("sample", runs / "mnist-dcgan", "--out", tmp_path / "x.jpg"), ".png")
     one_line_error(cli("sample", runs / "mnist-dcgan", "--prompt", "hi", "--out",
                        tmp_path / "x.png"), "--prompt does not apply to gan models")

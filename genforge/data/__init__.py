@@ -23,8 +23,8 @@ from genforge.data.folder import load_folder
 from genforge.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 from genforge.data.sources import SOURCES
 
-__all__ = ["DataError", "ImageData", "data_roots", "from_model_range", "load_images",
-           "to_model_range"]
+__all__ = ["DataError", "ImageData", "data_roots", "find_in_roots", "from_model_range",
+           "load_images", "to_model_range"]
 
 BUNDLED_ROOT = Path(__file__).resolve().parents[2] / "data"
 CACHE_ROOT = Path.home() / ".cache" / "genforge" / "data"
@@ -103,6 +103,23 @@ def data_roots(explicit: str | Path | None = None) -> list[Path]:
         roots += [Path(p) for p in env.split(os.pathsep) if p]
     roots += [BUNDLED_ROOT, CACHE_ROOT]
     return list(dict.fromkeys(r.expanduser() for r in roots))
+
+
+def find_in_roots(path: str, explicit: str | Path | None = None, what: str = "the file") -> Path:
+    """An absolute `path`, or `path` under the first data root that has it (text corpora,
+    CSV series); the error lists every place looked at."""
+    candidate = Path(path).expanduser()
+    if candidate.is_absolute():
+        if candidate.exists():
+            return candidate
+        raise DataError(f"data.path={path}: no such file or folder")
+    roots = data_roots(explicit)
+    for root in roots:
+        if (root / candidate).exists():
+            return root / candidate
+    where = ", ".join(str(r / candidate) for r in roots)
+    raise DataError(f"data.path={path}: not found; put {what} at one of: {where} (or point "
+                    f"GENFORGE_DATA / --data-root at the folder that holds {candidate})")
 
 
 def load_images(cfg: DataConfig, data_root: str | Path | None = None) -> ImageData:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from genforge.data import data_roots
+from genforge.data import find_in_roots
 from genforge.data.errors import DataError
 from genforge.families.ar.config import TextDataConfig
 from genforge.families.ar.tokenizer import bpe_tokenizer, char_tokenizer, encode_corpus
@@ -124,19 +124,7 @@ def load_text(cfg: TextDataConfig, data_root: str | Path | None = None) -> TextD
 
 def find_corpus(path: str, explicit: str | Path | None = None) -> Path:
     """An absolute path, or `path` under the first data root that has it."""
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute():
-        if candidate.exists():
-            return candidate
-        raise DataError(f"data.path={path}: no such file or folder")
-    roots = data_roots(explicit)
-    for root in roots:
-        if (root / candidate).exists():
-            return root / candidate
-    where = ", ".join(str(r / candidate) for r in roots)
-    raise DataError(f"data.path={path}: not found; put the UTF-8 text at one of: {where} "
-                    "(or point GENFORGE_DATA / --data-root at the folder that holds "
-                    f"{candidate})")
+    return find_in_roots(path, explicit, "the UTF-8 text")
 
 
 def split_text(text: str, val_fraction: float) -> tuple[str, str, dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genforge.data import data_roots
+from genforge.data import find_in_roots
 from genforge.data.errors import DataError
 from genforge.families.series.config import SeriesDataConfig
 from genforge.training.contract import Batch
@@ -100,7 +100,7 @@ class SeriesStream:
 
 
 def load_series(cfg: SeriesDataConfig, data_root: str | Path | None = None) -> SeriesData:
-    path = _find(cfg.path, data_root or cfg.root)
+    path = find_in_roots(cfg.path, data_root or cfg.root, "the CSV")
     times, columns, values = read_csv(path, cfg.columns)
     if cfg.limit is not None:
         times, values = times[: cfg.limit], values[: cfg.limit]
@@ -139,21 +139,6 @@ def _is_number(text: str) -> bool:
         return math.isfinite(float(text))
     except ValueError:
         return False
-
-
-def _find(path: str, explicit: str | Path | None) -> Path:
-    candidate = Path(path).expanduser()
-    if candidate.is_absolute():
-        if candidate.exists():
-            return candidate
-        raise DataError(f"data.path={path}: no such file")
-    roots = data_roots(explicit)
-    for root in roots:
-        if (root / candidate).exists():
-            return root / candidate
-    where = ", ".join(str(r / candidate) for r in roots)
-    raise DataError(f"data.path={path}: not found; put the CSV at one of: {where} (or point "
-                    f"GENFORGE_DATA / --data-root at the folder that holds {candidate})")
 
 
 # --- the transform and its inverse, shared by training data and sampling ---
