@@ -303,7 +303,8 @@ def test_eval_run_writes_metrics_and_report(runs, preset, clf_file):
     values = block["metrics"]
     for key in ("fid", "precision", "recall", "density", "coverage"):
         assert np.isfinite(values[key]), key
-    assert values["kid"]["subset_size"] == 200 and values["memorisation"]["train_n"] == 128
+    assert values["kid"]["subset_size"] == 100  # half of the 200: subsets differ, se > 0
+    assert values["kid"]["se"] > 0 and values["memorisation"]["train_n"] == 128
     assert (values["conditional_accuracy"] is None) == (preset == "mnist-vae")
     assert block["baseline"]["n"] == 128
     page = (run / "eval" / "report.html").read_text()

@@ -78,10 +78,11 @@ def kid(real: np.ndarray, fake: np.ndarray, *, subsets: int = 100, subset_size: 
     without replacement, independently of the others) of the unbiased MMD², with the standard
     deviation over subsets and its standard error std/sqrt(subsets). Subsets overlap when
     subsets x subset_size > N, so the standard error understates the spread between
-    independent draws of the image sets; it is the usual one to report."""
-    m = min(subset_size, len(real), len(fake))
+    independent draws of the image sets; it is the usual one to report. A subset holds at most
+    half of each set: with whole sets every subset would be the same and the spread zero."""
+    m = min(subset_size, len(real) // 2, len(fake) // 2)
     if m < 2:
-        raise ValueError("KID needs at least 2 real and 2 fake feature vectors")
+        raise ValueError("KID needs at least 4 real and 4 fake feature vectors")
     rng = np.random.default_rng(seed)
     picks = [(rng.choice(len(real), m, replace=False), rng.choice(len(fake), m, replace=False))
              for _ in range(subsets)]  # drawn first, so the values do not depend on batching
