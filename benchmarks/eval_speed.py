@@ -141,7 +141,7 @@ def main() -> None:
     clf.precision = "fp32"
     result["speed"] = speed
     result["fid_vs_n"] = {"domain": fid_vs_n(clf, train, test, ints(args.sizes), 500, args.seed)}
-    if inception_path is not None:
+    if inception_path is not None and ints(args.inception_sizes):  # "" skips it (slow on a CPU)
         net = InceptionExtractor(inception_path)
         result["fid_vs_n"]["inception"] = fid_vs_n(
             net, train, test[: args.inception_real_n], ints(args.inception_sizes),

@@ -216,7 +216,7 @@ def write_text_report(metrics: dict[str, Any], out: str | Path,
 
     def table(record: dict[str, Any]) -> str:
         rows = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td>"
-                       "</tr>" for k, v in record.items())
+                       "</tr>" for k, v in _flatten(record).items())
         return f"<table class=record>{rows}</table>"
 
     title = f"genforge eval: {metrics['model']['path']}"
@@ -239,6 +239,17 @@ def write_text_report(metrics: dict[str, Any], out: str | Path,
     paths["report"].write_text(PAGE.format(title=html.escape(title), body="\n".join(parts)),
                                encoding="utf-8")
     return paths
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: one table row per number."""
+    flat: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _fmt(value: Any) -> str:
