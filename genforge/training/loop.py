@@ -191,6 +191,10 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
     if stopped is None or stopped == "stop_after":
         sample_grid()
     log.close()
+    # every process leaves together: a process that tears its gloo group down while another
+    # still writes the final grid can abort at exit ("terminate called without an active
+    # exception"), failing a finished run
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(run_dir, step, stopped)
 

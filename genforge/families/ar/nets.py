@@ -82,7 +82,7 @@ def count_parameters(model: nn.Module) -> int:
 @torch.no_grad()
 def token_logprobs(model: PreTrainedModel, window: torch.Tensor) -> torch.Tensor:
     """log p(x_t | x_<t) of each token after the first: window (B, T + 1) -> (B, T)."""
-    logits = model(input_ids=window[:, :-1]).logits.float()  # (B, T, V)
+    logits = model(input_ids=window[:, :-1], use_cache=False).logits.float()  # (B, T, V)
     return torch.log_softmax(logits, -1).gather(-1, window[:, 1:, None])[..., 0]  # (B, T)
 
 

@@ -57,7 +57,8 @@ class ARObjective:
 
     def training_step(self, batch: Batch, step: StepContext) -> dict[str, torch.Tensor]:
         window = batch.x  # (B, T + 1) token ids
-        logits = self.nets["lm"](input_ids=window[:, :-1]).logits  # (B, T, V)
+        # use_cache=False: training needs no key/value cache (building one costs time)
+        logits = self.nets["lm"](input_ids=window[:, :-1], use_cache=False).logits  # (B, T, V)
         loss = F.cross_entropy(logits.float().flatten(0, 1), window[:, 1:].flatten())
         step.update("lm", loss)
         return {"loss/lm": loss.detach()}
