@@ -107,10 +107,15 @@ def _check_options(fn: Any, options: dict[str, Any], family: str) -> None:
                           + (f"; they take {', '.join(allowed)}" if allowed else ""))
 
 
+def is_transformers_folder(path: Path) -> bool:
+    """A transformers model folder (config.json), not a genforge run (config.yaml)."""
+    return path.is_dir() and (path / "config.json").exists() and not (path / "config.yaml").exists()
+
+
 def load(run: str | Path, *, device: str = "cpu") -> GenerativeModel:
     """Rebuild a model from `run` (a run folder or its model.safetensors)."""
     path = Path(run)
-    if path.is_dir() and (path / "config.json").exists() and not (path / "config.yaml").exists():
+    if is_transformers_folder(path):
         from genforge.families.ar.pretrained import load_pretrained  # a transformers folder
 
         return load_pretrained(path, device=device)

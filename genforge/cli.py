@@ -223,9 +223,6 @@ def _launch_processes(n: int) -> int:
     return subprocess.call(cmd)
 
 
-app.command("eval")(eval_command)
-
-
 def _read_input(spec: str, n: int):
     import numpy as np
 
@@ -253,6 +250,7 @@ def _compare(images, filled, mask: str, seed: int):
     return torch.cat([x, torch.where(m, torch.full_like(x, 128), x), filled])
 
 
+app.command("eval")(eval_command)
 app.command("convert")(convert_command)
 
 

@@ -30,11 +30,12 @@ def run_kind(run: str) -> str:
 
     from safetensors import safe_open
 
+    from genforge.api import is_transformers_folder
     from genforge.training.checkpoint import MODEL_FILE
 
     path = Path(run)
-    if path.is_dir() and (path / "config.json").exists() and not (path / "config.yaml").exists():
-        return "text"  # a transformers folder
+    if is_transformers_folder(path):
+        return "text"
     file = path / MODEL_FILE if path.is_dir() else path
     if not file.is_file():
         return "images"  # evaluate() says what is missing
