@@ -18,12 +18,12 @@ from genforge.families.ar.config import TextDataConfig
 from genforge.families.ar.data import load_text, split_text
 from genforge.families.ar.tokenizer import bpe_tokenizer, char_tokenizer, encode_corpus
 
-from conftest import SHARED_DATA, tiny
+from conftest import REPO, SHARED_DATA, tiny
 
 WEIGHTS = SHARED_DATA.parent / "weights" / "tinystories260K"
-SHAKESPEARE = SHARED_DATA / "text" / "tinyshakespeare.txt"
+SHAKESPEARE = REPO / "data" / "text" / "tinyshakespeare.txt"  # bundled
 TANG = SHARED_DATA / "text" / "chinese" / "quantangshi.txt"
-needs_text = pytest.mark.skipif(not SHAKESPEARE.exists(), reason="../shared/data/text missing")
+needs_text = pytest.mark.skipif(not SHAKESPEARE.exists(), reason="data/text missing")
 runner = CliRunner()
 
 
@@ -103,7 +103,7 @@ def run(tmp_path_factory):
     """A tiny char model trained for a few steps by the CLI (data.root: the shared data)."""
     out = tmp_path_factory.mktemp("ar") / "run"
     result = runner.invoke(app, ["train", "shakespeare-char", *tiny("ar"), "data.limit=2000",
-                                 f"data.root={SHARED_DATA}", "--out", str(out)])
+                                 f"data.root={REPO / 'data'}", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
 

@@ -24,10 +24,11 @@ from genforge.families.series.metrics import (
     write_series_report,
 )
 
-from conftest import SHARED_DATA, tiny
+from conftest import REPO, SHARED_DATA, tiny
 
-AIRLINE = SHARED_DATA / "timeseries" / "airline_passengers.csv"
-needs_series = pytest.mark.skipif(not AIRLINE.exists(), reason="../shared/data missing")
+BUNDLED = REPO / "data"  # the airline series ships with the repo
+AIRLINE = BUNDLED / "timeseries" / "airline_passengers.csv"
+needs_series = pytest.mark.skipif(not AIRLINE.exists(), reason="data/timeseries missing")
 runner = CliRunner()
 
 
@@ -82,7 +83,7 @@ def test_scaling_inverts_and_windows_carry_their_rows(monkeypatch):
 def test_tiny_run_samples_paths_and_evaluates(tmp_path):
     out = tmp_path / "ts"
     result = runner.invoke(app, ["train", "airline-ar", *tiny("series"), "data.limit=144",
-                                 f"data.root={SHARED_DATA}", "--out", str(out)])
+                                 f"data.root={BUNDLED}", "--out", str(out)])
     assert result.exit_code == 0, result.output
     sampled = runner.invoke(app, ["sample", str(out), "--horizon", "5", "--n", "7", "--out",
                                   str(tmp_path / "forecast.csv")])
