@@ -100,6 +100,26 @@ def baselines(clf: Any, test: torch.Tensor, batch_size: int) -> dict[str, float]
     return out
 
 
+class PlainInception:
+    """The reference: what one writes by hand over the same TorchScript file, one forward pass
+    per batch (the issue's "plain TorchScript loop")."""
+
+    name = "plain-torchscript-loop"
+    dim = 2048
+
+    def __init__(self, path: Path) -> None:
+        self.net = torch.jit.load(str(path), map_location="cpu").eval()
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x = images.float()
+        if x.shape[1] == 1:
+            x = x.repeat(1, 3, 1, 1)
+        x = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear",
+                                            align_corners=False)
+        return self.net((x - 128) / 128), None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,5000,10000", help="n for domain FID vs n")
@@ -119,7 +139,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
+    from genforge.training.precision import bf16_native
+
     result: dict[str, Any] = {"args": vars(args), "torch": torch.__version__,
+                              "bf16_native": bf16_native("cpu")[1],
                               "cpu": platform.processor() or platform.machine(),
                               "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     result["classifiers"] = classifier_checks(["mnist", "fashion-mnist"])
@@ -138,6 +161,11 @@ def main() -> None:
             speed.append({"features": "inception", "precision": precision,
                           **throughput(net, test[: args.inception_speed_n], args.batch_size,
                                        args.repeats)})
+            if precision == "fp32":  # side by side: the same file, batch and threads
+                plain = PlainInception(inception_path)
+                speed.append({"features": "inception-plain", "precision": "fp32",
+                              **throughput(plain, test[: args.inception_speed_n],
+                                           args.batch_size, args.repeats)})
     clf.precision = "fp32"
     result["speed"] = speed
     result["fid_vs_n"] = {"domain": fid_vs_n(clf, train, test, ints(args.sizes), 500, args.seed)}

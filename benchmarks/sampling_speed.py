@@ -45,7 +45,7 @@ OVERHEAD_UNET = ["model.channels=[4]", "model.attention=[false]", "model.norm_gr
 
 
 def model_config(preset: str, channels: str | None, extra: list[str] | None = None):
-    from genforge.config import load_config
+    from genforge.registry import load_config
 
     widths = [f"model.channels=[{channels}]"] if channels else []
     return load_config(preset, [*widths, *(extra or [])])
@@ -127,8 +127,8 @@ def bench_sampling(args, *, overhead: bool = False) -> list[dict]:
 def run_genforge(preset: str, channels: str | None, precision: str, batch: int, warmup: int,
                  steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
-    from genforge.config import load_config
-    from genforge.training.loop import train
+    from genforge.registry import load_config
+    from genforge.api import train
 
     extra = [f"model.channels=[{channels}]"] if channels else []
     cfg = load_config(preset, [*extra, f"train.max_steps={warmup + steps}",

@@ -47,8 +47,8 @@ def log_every(warmup: int, steps: int, lines: int = 5) -> int:
 
 def run_genforge(model: str, precision: str, warmup: int, steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
-    from genforge.config import load_config
-    from genforge.training.loop import train
+    from genforge.registry import load_config
+    from genforge.api import train
 
     every = log_every(warmup, steps)
     cfg = load_config(PRESETS[model], [
@@ -148,7 +148,7 @@ def vae_step_fn(cfg: Any, bf16: bool) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def run_plain(model: str, precision: str, warmup: int, steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
-    from genforge.config import load_config
+    from genforge.registry import load_config
     from genforge.data import load_images
 
     cfg = load_config(PRESETS[model])

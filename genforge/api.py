@@ -1,39 +1,104 @@
-"""The Python API that the CLI (and later the server) are thin adapters over.
+"""The Python API that the CLI and the server are thin adapters over.
 
     import genforge
     cfg = genforge.load_config("mnist-dcgan", ["train.max_steps=500"])
     run = genforge.train(cfg).run_dir
-    images = genforge.load(run).sample(64, seed=0)          # uint8 (64, 1, 28, 28)
+    model = genforge.load(run)
+    images = model.sample(64, seed=0)                     # uint8 (64, 1, 28, 28)
+    model.write(images, "grid.png")
+
+The API alone builds a `GenerativeModel`: from a run folder, or from the parts a family's
+loader returns for an outside format (a transformers folder). What a model's samples are and
+how they are written follows its modality (genforge.data.modalities).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import queue
+import threading
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from genforge.config import ConfigError, RunConfig, build_run_config, read_yaml
-from genforge.data import DataError, from_model_range, to_model_range
-from genforge.data.cifar import load_npz
-from genforge.data.masks import make_mask
-from genforge.registry import FAMILIES
+from genforge.config import RunConfig, apply_overrides, read_yaml
+from genforge.data.images import from_model_range, to_model_range
+from genforge.data.modalities import get_modality
+from genforge.errors import ConfigError, DataError
+from genforge.registry import FAMILIES, build_run_config
 from genforge.training.checkpoint import MODEL_FILE, read_model, split_state
+from genforge.training.loop import TrainResult
+from genforge.training.loop import train as run_loop
+
+
+def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path | None = None,
+          overwrite: bool = False, data_root: str | Path | None = None) -> TrainResult:
+    """Train `cfg` into a run folder (new, or `resume`d); returns where and how it ended.
+
+    The data is read (and checked against the model) before a run folder exists, so a bad
+    data set leaves nothing behind.
+    """
+    spec = FAMILIES[cfg.family]
+    data = get_modality(cfg.modality or spec.modalities[0]).load(cfg.data, data_root)
+    spec.check_data(cfg, data.info())
+    _check_model_memory(spec, cfg, data.info())
+    return run_loop(cfg, data=data, build_objective=lambda info: spec.build(cfg.model, info),
+                    out=out, resume=resume, overwrite=overwrite)
+
+
+MAX_SAMPLES = 1_000_000  # per `sample` call; tables stream any number (sample_chunks)
+
+
+def _check_model_memory(spec: Any, cfg: RunConfig, info: dict[str, Any]) -> None:
+    """Refuse, before anything is allocated, a model whose training would not fit in memory:
+    its parameters are counted on the meta device (no memory is used)."""
+    from genforge.data.limits import MAX_TRAINING_BYTES, human
+
+    try:
+        with torch.device("meta"):
+            nets = spec.build(cfg.model, info).nets
+        params = sum(p.numel() for net in nets.values() for p in net.parameters())
+    except Exception:  # a family that cannot be built on the meta device: not counted here
+        return
+    need = 16 * params  # fp32 weights, gradients and two Adam moments
+    if need > MAX_TRAINING_BYTES:
+        raise ConfigError(f"model.*: {params:,} parameters need about {human(need)} to train "
+                          f"(weights, gradients, Adam moments); the limit is "
+                          f"{human(MAX_TRAINING_BYTES)} (half this machine's memory)")
 
 
 class GenerativeModel:
-    """A trained model rebuilt from its run folder alone (model.safetensors + its metadata)."""
+    """A trained model rebuilt from its run folder alone (model.safetensors + its metadata),
+    or a model from an outside format (then `config` is None)."""
 
-    def __init__(self, cfg: RunConfig, objective: Any, data_info: dict[str, Any], step: int,
-                 path: Path) -> None:
+    def __init__(self, cfg: RunConfig | None, objective: Any, data_info: dict[str, Any],
+                 step: int, path: Path, *, family: str | None = None,
+                 modality: str | None = None) -> None:
         self.config, self.objective, self.data_info = cfg, objective, data_info
         self.step, self.path = step, path
+        self.family = family or cfg.family
+        self.modality = modality or (cfg.modality if cfg and cfg.modality else
+                                     data_info.get("kind", "images"))
+        self.output = get_modality(self.modality).make_output()
 
     @property
     def num_classes(self) -> int:
-        return self.objective.num_classes
+        return int(getattr(self.objective, "num_classes", 0) or 0)
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for name in self.objective.sampling_nets
+                   for p in self.objective.nets[name].parameters())
+
+    @property
+    def tokenizer(self) -> Any:
+        """The transformers tokenizer of a text model (None for other modalities)."""
+        return getattr(self.objective, "tokenizer", None)
 
     def to(self, device: str | torch.device) -> GenerativeModel:
         for net in self.objective.nets.values():
@@ -51,57 +116,191 @@ class GenerativeModel:
             raise ConfigError(f"label {label}: allowed are 0..{self.num_classes - 1}, one or n")
         return labels.clone()
 
-    def sample(self, n: int, *, seed: int = 0, label: Any = None, **options: Any) -> Any:
-        """n samples; images come as uint8 (n, C, H, W). `label` (one int or n) conditions a
-        conditional model; `options` are the family's own (a sampler, a prompt, ...)."""
+    def options(self) -> list[Any]:
+        """The sampling knobs this model takes (genforge.registry.SampleOption)."""
+        return FAMILIES[self.family].options()
+
+    def sample(self, n: int, *, seed: int = 0, label: Any = None,
+               watermark: str | bytes | None = None, **options: Any) -> Any:
+        """n samples as the modality gives them: images uint8 (n, C, H, W), texts a list of
+        str, series paths (n, horizon, D). `label` (one int or n) conditions a conditional
+        model; `options` are the family's own (a sampler, a prompt, ...). `watermark` (a
+        secret) marks text as it is sampled (green-list logits); images are marked by
+        `write(..., watermark=...)`, the file being what carries the mark."""
+        self.check_count(n)
+        if watermark is not None:
+            if self.modality != "text":
+                raise ConfigError(f"{self.path}: a {self.modality} model is watermarked when "
+                                  "its samples are written (write(..., watermark=key))"
+                                  if self.modality == "images" else
+                                  f"{self.path}: watermarks apply to images and text, not "
+                                  f"{self.modality}")
+            from genforge.labelling.text_watermark import WatermarkLogitsProcessor
+
+            options["logits_processors"] = [WatermarkLogitsProcessor(_secret(watermark))]
+        _check_options(self.objective.sample, options, self.family)
+        samples = self.objective.sample(n, seed=seed, condition=self._labels(label, n), **options)
+        return self.output.decode(samples, self.data_info)
+
+    def check_count(self, n: int) -> None:
+        """Refuse, before any work, a sample count that is not positive or whose samples
+        would not fit in memory at once (the limit is named; ask for fewer, or in parts)."""
+        from genforge.data.limits import MAX_INPUT_BYTES, human
+
         if n <= 0:
             raise ConfigError(f"n={n}: must be a positive number of samples")
-        _check_options(self.objective.sample, options, self.config.family)
-        samples = self.objective.sample(n, seed=seed, condition=self._labels(label, n), **options)
-        if self.data_info.get("kind", "images") == "images":
-            return from_model_range(samples)
-        return samples
+        info = self.data_info
+        # float32 model output + its decoded copy; images know their size, others a guess
+        per = 8 * int(info.get("channels", 1)) * int(info.get("image_size", 32)) ** 2
+        cap = min(MAX_SAMPLES, max(1, MAX_INPUT_BYTES // per))
+        if n > cap:
+            raise ConfigError(f"n={n}: at most {cap:,} samples of this model per call "
+                              f"(limits: {MAX_SAMPLES:,} samples, {human(MAX_INPUT_BYTES)} of "
+                              "samples in memory); sample in parts with different seeds")
 
-    def write_samples(self, samples: Any, out: Path, *, nrow: int | None = None) -> None:
-        """Write what `sample` returned: images as a .png grid or .npz, else the family's way."""
-        if hasattr(self.objective, "write_samples"):
-            self.objective.write_samples(samples, out)
-        elif out.suffix == ".npz":
-            out.parent.mkdir(parents=True, exist_ok=True)
-            np.savez_compressed(out, x=np.asarray(samples))
-        elif out.suffix == ".png":
-            from genforge.training.images import save_image
+    def sample_chunks(self, n: int, *, seed: int = 0, chunk: int | None = None,
+                      **options: Any) -> Iterator[Any]:
+        """n samples as decoded chunks, one in memory at a time (tables: DataFrames of
+        `chunk` rows); `write` takes the iterator and streams it into one file."""
+        if n <= 0:
+            raise ConfigError(f"n={n}: must be a positive number of samples")
+        if not hasattr(self.objective, "iter_sample"):
+            raise ConfigError(f"{self.path}: {self.modality} samples do not come in chunks")
+        _check_options(self.objective.iter_sample, options, self.family)
+        for part in self.objective.iter_sample(n, seed=seed, chunk=chunk, **options):
+            yield self.output.decode(part, self.data_info)
 
-            save_image(samples, out, nrow=nrow)
-        else:
-            raise ConfigError(f"--out {out}: use a .png (grid) or .npz (arrays) file name")
+    def complete_rows(self, rows: Any, *, seed: int = 0) -> Any:
+        """Tables: fill the empty cells of `rows` (a DataFrame or a .csv/.parquet path); the
+        given cells come back exactly as given."""
+        from genforge.data.tables import read_rows
+
+        if self.modality != "tables":
+            raise ConfigError(f"{self.path}: rows are completed by tables models, not "
+                              f"{self.modality}")
+        return self.objective.complete(read_rows(rows, self.data_info), seed=seed)
+
+    def stream_text(self, *, seed: int = 0, **options: Any) -> Iterator[str]:
+        """A text model's sample, piece by piece as its tokens come (the prompt first)."""
+        if self.modality != "text":
+            raise ConfigError(f"{self.path}: streaming applies to text models only")
+        pieces: queue.Queue = queue.Queue()
+        done = object()
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                self.sample(1, seed=seed, on_text=pieces.put, **options)
+            except BaseException as err:  # handed to the reader, raised there
+                failure.append(err)
+            finally:
+                pieces.put(done)
+
+        thread = threading.Thread(target=work, daemon=True)
+        thread.start()
+        while (piece := pieces.get()) is not done:
+            yield piece
+        thread.join()
+        if failure:
+            raise failure[0]
+
+    def token_logprobs(self, ids: torch.Tensor) -> torch.Tensor:
+        """log p(x_t | x_<t) of each token after the first of each row: (B, T+1) -> (B, T)."""
+        if self.modality != "text":
+            raise ConfigError(f"{self.path}: token log-probabilities need a text model")
+        return self.objective.token_logprobs(ids)
+
+    def prompt_ids(self, prompt: str) -> list[int]:
+        """The token ids a text model's sampling starts from for `prompt`."""
+        return self.objective.encode_prompt(prompt)
+
+    def write(self, values: Any, out: str | Path, *, nrow: int | None = None,
+              provenance: dict[str, Any] | None = None,
+              watermark: str | bytes | None = None) -> Path:
+        """Write what `sample` returned, the file kind chosen by the suffix of `out`, with
+        `provenance` (a record from `provenance_record`) in it; `watermark` (a secret) marks
+        images (a .png grid as one image, each image of an .npz)."""
+        from genforge.labelling import using_key
+
+        out = Path(out)
+        if out.suffix not in self.output.suffixes:
+            raise ConfigError(f"--out {out}: {self.modality} samples go to "
+                              f"{', '.join(self.output.suffixes)} files")
+        extra: dict[str, Any] = {}
+        if watermark is not None:
+            if self.modality != "images":
+                raise ConfigError(f"--watermark: {self.modality} samples are not marked when "
+                                  "written" + (" (text is marked while sampling: "
+                                               "sample(..., watermark=key))"
+                                               if self.modality == "text" else ""))
+            extra["watermark"] = _secret(watermark)
+        with using_key(self.labelling_key()):  # signs the records of the files written
+            return self.output.write(values, out, self.data_info, nrow=nrow,
+                                     provenance=provenance, **extra)
+
+    def labelling_key(self) -> bytes | None:
+        """The run's labelling.key, else GENFORGE_WATERMARK_KEY, else None."""
+        from genforge.labelling import secret_key
+
+        return secret_key(self.config.labelling.key if self.config else None)
+
+    def provenance_record(self, *, seed: int | None, **extra: Any) -> dict[str, Any]:
+        """The provenance record of files made by this model (genforge.labelling): run,
+        config and weights hashes, seed, time, the "AI-generated" label; `extra` adds fields
+        (e.g. watermark="...")."""
+        from genforge.labelling import build_record, config_hash, file_hash
+
+        config = None
+        if self.config is not None:
+            plain = self.config.to_dict()
+            plain.pop("labelling", None)  # the key stays out, even as a hash input
+            config = config_hash(plain)
+        weights = self.path / MODEL_FILE if self.path.is_dir() else self.path
+        if not weights.is_file():  # a transformers folder
+            weights = next(iter(sorted(self.path.glob("*.safetensors"))), weights)
+        return build_record(
+            modality=self.modality, config_sha256=config,
+            run=(self.path if self.path.is_dir() else self.path.parent).resolve().name,
+            weights_sha256=file_hash(weights) if weights.is_file() else None, seed=seed,
+            extra={"family": self.family, "step": self.step, **extra})
+
+    write_samples = write  # the name before the modality outputs
 
     def complete(self, images: torch.Tensor | np.ndarray, mask: str | torch.Tensor, *,
                  seed: int = 0, label: Any = None, **options: Any) -> torch.Tensor:
         """Fill in missing pixels: `images` uint8 (N, C, H, W); mask True = missing."""
+        from genforge.data.masks import make_mask
+
         if not hasattr(self.objective, "complete"):
-            family = self.config.family
-            raise ConfigError(f"{self.path}: the {family} family cannot complete images")
+            raise ConfigError(f"{self.path}: the {self.family} family cannot complete images")
         x = torch.as_tensor(np.asarray(images))
         c, s = self.data_info["channels"], self.data_info["image_size"]
         if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
             raise DataError(f"input images of shape {tuple(x.shape)}; this model needs (N, {c}, "
                             f"{s}, {s})")
-        _check_options(self.objective.complete, options, self.config.family)
+        _check_options(self.objective.complete, options, self.family)
         m = make_mask(mask, tuple(x.shape), seed=seed) if isinstance(mask, str) else mask.bool()
         filled = self.objective.complete(to_model_range(x), m, seed=seed,
                                          condition=self._labels(label, x.shape[0]), **options)
         return from_model_range(filled)
 
 
+def _secret(watermark: str | bytes) -> bytes:
+    from genforge.labelling import secret_key
+
+    key = secret_key(watermark)
+    if not key:
+        raise ConfigError("watermark: an empty key; set labelling.key or GENFORGE_WATERMARK_KEY")
+    return key
+
+
 def _check_options(fn: Any, options: dict[str, Any], family: str) -> None:
     """Refuse sampling options that this family's `sample` does not take, naming them."""
-    import inspect
-
     accepted = set(inspect.signature(fn).parameters)
     unknown = sorted(set(options) - accepted)
     if unknown:
-        allowed = sorted(accepted - {"n", "seed", "condition", "batch_size", "x", "mask"})
+        allowed = sorted(accepted - {"n", "seed", "condition", "batch_size", "x", "mask",
+                                     "on_text", "history", "logits_processors"})
         names = ", ".join("--" + u.replace("_", "-") for u in unknown)
         raise ConfigError(f"{names} does not apply to {family} models"
                           + (f"; they take {', '.join(allowed)}" if allowed else ""))
@@ -113,23 +312,35 @@ def is_transformers_folder(path: Path) -> bool:
 
 
 def load(run: str | Path, *, device: str = "cpu") -> GenerativeModel:
-    """Rebuild a model from `run` (a run folder or its model.safetensors)."""
+    """Rebuild a model from `run`: a run folder, its model.safetensors, or a transformers
+    causal-LM folder (config.json, weights and tokenizer; nothing is downloaded)."""
     path = Path(run)
     if is_transformers_folder(path):
-        from genforge.families.ar.pretrained import load_pretrained  # a transformers folder
+        from genforge.families.ar.pretrained import load_pretrained
 
-        return load_pretrained(path, device=device)
+        objective, info = load_pretrained(path)
+        return GenerativeModel(None, objective, info, 0, path, family="ar",
+                               modality="text").to(device)
     file = path / MODEL_FILE if path.is_dir() else path
     if not file.exists():
         raise ConfigError(f"{path}: no {MODEL_FILE}; is this a genforge run folder?")
     tensors, meta = read_model(file)
     if meta.get("format") != "genforge-model-v1":
         raise ConfigError(f"{file}: not a genforge model file (metadata format missing)")
-    cfg = build_run_config(json.loads(meta["config"]), source=str(file))
-    data_info = json.loads(meta["data_info"])
+    try:
+        raw, data_info = json.loads(meta["config"]), json.loads(meta["data_info"])
+    except (KeyError, ValueError) as err:
+        raise DataError(f"{file}: its metadata is damaged ({type(err).__name__}: {err}); "
+                        "copy the run folder again") from None
+    cfg = build_run_config(raw, source=str(file))
     objective = FAMILIES[cfg.family].build(cfg.model, data_info)
     for name, state in split_state(tensors, list(objective.sampling_nets)).items():
-        objective.nets[name].load_state_dict(state)
+        try:
+            objective.nets[name].load_state_dict(state)
+        except RuntimeError as err:  # missing, extra or reshaped tensors
+            first = str(err).split("\n\t")[1] if "\n\t" in str(err) else str(err)
+            raise DataError(f"{file}: the {name} weights do not fit its config "
+                            f"({' '.join(first.split())[:200]}); the file was changed") from None
     for net in objective.nets.values():
         net.eval()
     return GenerativeModel(cfg, objective, data_info, int(meta.get("step", 0)), path).to(device)
@@ -149,8 +360,6 @@ def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Ru
                 f"override {key!r}: a resume keeps the run's config; only train.max_steps, "
                 "train.stop_after and log.* may change"
             )
-    from genforge.config import apply_overrides
-
     raw = apply_overrides(read_yaml(path), overrides or [])
     raw["train"].setdefault("stop_after", None)
     if not any(o.startswith("train.stop_after") for o in overrides or []):
@@ -160,7 +369,9 @@ def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Ru
 
 def read_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Images for `complete`: .npz/.npy arrays or a PNG/JPEG file; uint8 (N, C, H, W)."""
-    from genforge.data.cifar import to_nchw
+    from genforge.data.cifar import load_npz, to_nchw
+    from genforge.data.limits import (check_bytes, check_pixels, npy_header_bytes,
+                                      too_many_pixels)
 
     path = Path(path)
     if not path.exists():
@@ -168,9 +379,22 @@ def read_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if path.suffix == ".npz":
         return load_npz(path)
     if path.suffix == ".npy":
-        return to_nchw(np.load(path, allow_pickle=False), str(path)), None
-    from PIL import Image
+        try:
+            with path.open("rb") as f:  # the header first: a huge claim is refused unread
+                check_bytes(npy_header_bytes(f), str(path), "its header")
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise DataError(f"{path}: not a readable .npy array ({err})") from None
+        return to_nchw(array, str(path)), None
+    from PIL import Image, UnidentifiedImageError
 
-    with Image.open(path) as im:
-        array = np.asarray(im.convert("L" if im.mode in ("L", "1", "LA") else "RGB"))
+    try:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # ours is below
+            check_pixels(*im.size, str(path))  # from the header, before decoding
+            array = np.asarray(im.convert("L" if im.mode in ("L", "1", "LA") else "RGB"))
+    except Image.DecompressionBombError as err:
+        raise too_many_pixels(str(path), err) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: not a readable PNG/JPEG image ({type(err).__name__})") from None
     return to_nchw(array[None], str(path)), None

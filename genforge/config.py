@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,10 +18,7 @@ from typing import Any, Literal
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message is one line a user can act on."""
-
+from genforge.errors import ConfigError
 
 # --------------------------------------------------------------------------------------------
 # Shared config sections (each family adds its own model config in families/<name>/config.py)
@@ -66,7 +64,7 @@ class TrainConfig:
     grad_clip: float | None = None  # max global grad norm per optimizer; None = off
     ema_decay: float | None = None  # EMA of sampling weights; None = off
     ema_start: int = 0  # steps before the EMA starts tracking (it copies the weights until then)
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where the hardware has it
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
 
@@ -112,14 +110,71 @@ class LogConfig:
 
 
 @dataclass
+class PrivacyConfig:
+    """DP-SGD (genforge/training/privacy.py); off while epsilon and noise_multiplier are None.
+
+    epsilon: the target budget; the noise multiplier is solved so that train.max_steps spend at
+        most this much. noise_multiplier: set sigma directly instead (epsilon is then only
+        reported). delta: below 1 / (training records), checked once the data is read.
+    max_grad_norm: the per-sample clipping norm C. accountant: rdp | prv. fix_modules: let
+        Opacus replace layers it cannot privatise (BatchNorm -> GroupNorm) instead of refusing.
+    """
+
+    epsilon: float | None = None
+    delta: float = 1e-5
+    noise_multiplier: float | None = None
+    max_grad_norm: float = 1.0
+    accountant: str = "rdp"
+    fix_modules: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epsilon is not None and self.noise_multiplier is not None:
+            raise ConfigError(f"privacy.epsilon={self.epsilon} and privacy.noise_multiplier="
+                              f"{self.noise_multiplier}: set one of them (a target epsilon "
+                              "solves the noise multiplier)")
+        if self.epsilon is not None and not self.epsilon > 0:
+            raise ConfigError(f"privacy.epsilon={self.epsilon}: must be > 0")
+        if not 0 < self.delta < 1:
+            raise ConfigError(f"privacy.delta={self.delta}: must be in (0, 1), and below "
+                              "1 / (number of training records)")
+        if self.noise_multiplier is not None and not self.noise_multiplier >= 0:
+            raise ConfigError(f"privacy.noise_multiplier={self.noise_multiplier}: must be >= 0")
+        if not self.max_grad_norm > 0:
+            raise ConfigError(f"privacy.max_grad_norm={self.max_grad_norm}: must be > 0 "
+                              "(the per-sample clipping norm)")
+        if self.accountant not in ("rdp", "prv"):
+            raise ConfigError(f"privacy.accountant={self.accountant!r}: allowed 'rdp', 'prv'")
+
+    @property
+    def enabled(self) -> bool:
+        return self.epsilon is not None or self.noise_multiplier is not None
+
+
+@dataclass
+class LabellingConfig:
+    """Labelling of generated files (genforge/labelling/): provenance is always written (the
+    CLI's --no-provenance skips it); `key` signs the records (HMAC) and keys the watermarks.
+
+    key: the secret, or "file:PATH" to read it from a file. A literal key is saved with the
+        run (config.yaml, model metadata): for weights you share, leave it None and set
+        GENFORGE_WATERMARK_KEY instead (used when `key` is None).
+    """
+
+    key: str | None = None
+
+
+@dataclass
 class RunConfig:
     """One training run: family, model, data, loop and logging."""
 
     family: str
     model: Any  # the family's model config dataclass (see registry.FAMILIES)
-    data: Any = field(default_factory=DataConfig)  # the family's data config (images: DataConfig)
+    data: Any = field(default_factory=DataConfig)  # the modality's data config (images: DataConfig)
+    modality: str | None = None  # what the run generates; None = the family's first modality
     train: TrainConfig = field(default_factory=TrainConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)  # DP-SGD, off by default
+    labelling: LabellingConfig = field(default_factory=LabellingConfig)  # provenance key
     preset: str | None = None  # the preset this run came from, for the record
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,7 +209,7 @@ def from_dict(cls: type, data: dict[str, Any], *, prefix: str, source: str) -> A
     for key, value in data.items():
         dotted = f"{prefix}.{key}" if prefix else key
         if key not in fields:
-            raise ConfigError(f"{source}: unknown key '{dotted}'{_suggest(key, fields)}")
+            raise ConfigError(f"{source}: unknown key '{dotted}'{suggest(key, fields)}")
         kwargs[key] = _coerce(value, hints[key], dotted, source)
     try:
         return cls(**kwargs)
@@ -164,7 +219,7 @@ def from_dict(cls: type, data: dict[str, Any], *, prefix: str, source: str) -> A
         raise ConfigError(f"{source}: {prefix or 'config'}: {err}") from None
 
 
-def _suggest(key: str, allowed: Any) -> str:
+def suggest(key: str, allowed: Any) -> str:
     close = difflib.get_close_matches(key, list(allowed), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"{hint}; allowed keys: {', '.join(allowed)}"
@@ -212,7 +267,13 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
             value = float(value)  # YAML 1.1 reads '1e-4' as a string
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{bad}: expected a number")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range
+            number = math.inf
+        if not math.isfinite(number):  # nan slips through every `x <= 0` check
+            raise ConfigError(f"{bad}: expected a finite number")
+        return number
     if hint is str:
         if not isinstance(value, str):
             raise ConfigError(f"{bad}: expected a string")
@@ -272,6 +333,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); a config is a UTF-8 "
+                          "YAML file") from None
+    except OSError as err:  # a folder, no permission
+        raise ConfigError(f"{path}: cannot read the config file ({err.strerror})") from None
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
@@ -283,37 +349,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def build_run_config(raw: dict[str, Any], *, source: str) -> RunConfig:
-    """Turn a nested dict (YAML + overrides) into a validated RunConfig."""
-    from genforge.registry import FAMILIES  # the registry imports this module
-
-    raw = dict(raw)
-    family = raw.get("family")
-    if family not in FAMILIES:
-        allowed = ", ".join(FAMILIES)
-        raise ConfigError(f"{source}: family={family!r}: allowed values are {allowed}")
-    spec = FAMILIES[family]
-    allowed_top = {"family", "model", "data", "train", "log", "preset"}
-    for key in raw:
-        if key not in allowed_top:
-            raise ConfigError(f"{source}: unknown key '{key}'{_suggest(key, sorted(allowed_top))}")
-    preset = raw.get("preset")
-    if preset is not None and not isinstance(preset, str):
-        raise ConfigError(f"{source}: preset={preset!r}: expected a string")
-    cfg = RunConfig(
-        family=family,
-        model=from_dict(spec.model_config, raw.get("model", {}), prefix="model", source=source),
-        data=from_dict(spec.data_config, raw.get("data", {}), prefix="data", source=source),
-        train=from_dict(TrainConfig, raw.get("train", {}), prefix="train", source=source),
-        log=from_dict(LogConfig, raw.get("log", {}), prefix="log", source=source),
-        preset=preset,
-    )
-    _check_combinations(cfg, source)
-    spec.validate(cfg, source)
-    return cfg
-
-
-def _check_combinations(cfg: RunConfig, source: str) -> None:
+def check_combinations(cfg: RunConfig, source: str) -> None:
     t = cfg.train
     if t.stop_after is not None and t.stop_after > t.max_steps:
         raise ConfigError(
@@ -321,18 +357,6 @@ def _check_combinations(cfg: RunConfig, source: str) -> None:
         )
     if t.ema_start >= t.max_steps and t.ema_decay is not None:
         raise ConfigError(f"{source}: train.ema_start={t.ema_start} >= train.max_steps")
-
-
-def load_config(spec: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """A preset name or YAML path plus overrides -> a validated RunConfig."""
-    from genforge.registry import resolve_preset
-
-    path, preset = resolve_preset(str(spec))
-    raw = read_yaml(path)
-    raw.setdefault("preset", preset)
-    raw = apply_overrides(raw, overrides or [])
-    source = f"{path}" + (" + overrides" if overrides else "")
-    return build_run_config(raw, source=source)
 
 
 def save_config(cfg: RunConfig, path: Path) -> None:

@@ -39,8 +39,8 @@ def tiny(family: str, *extra: str) -> list[str]:
 
 
 def tiny_config(preset: str, *extra: str):
-    from genforge.config import load_config, read_yaml
-    from genforge.registry import PRESET_DIR, PRESETS
+    from genforge.config import read_yaml
+    from genforge.registry import PRESET_DIR, PRESETS, load_config
 
     family = read_yaml(PRESET_DIR / PRESETS[preset])["family"]
     return load_config(preset, tiny(family, *extra))

@@ -8,15 +8,15 @@ import sys
 import pytest
 import yaml
 
-from genforge.config import (
-    ConfigError,
-    apply_overrides,
+from genforge.config import ConfigError, apply_overrides, parse_override, save_config
+from genforge.registry import (
+    FAMILIES,
+    PRESET_DIR,
+    PRESETS,
     build_run_config,
     load_config,
-    parse_override,
-    save_config,
+    resolve_preset,
 )
-from genforge.registry import FAMILIES, PRESET_DIR, PRESETS, resolve_preset
 
 
 def test_every_shipped_yaml_is_a_registered_preset_and_validates():

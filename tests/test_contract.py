@@ -19,13 +19,14 @@ from conftest import tiny_config
 
 INFO = {  # what each preset's data set looks like, without reading it
     "mnist": (1, 28), "fashion-mnist": (1, 28), "cifar10": (3, 32),
+    "fsdd": (1, 32),  # audio: 32 x 32 log-mel images
 }
 
 
 def fake_info(cfg) -> dict:
     """The data_info of the preset's data kind, made up: no data set is read."""
     if cfg.family == "ar":  # text: a char vocabulary and the window length
-        from genforge.families.ar.tokenizer import char_tokenizer
+        from genforge.data.tokenizer import char_tokenizer
 
         tokenizer = char_tokenizer("abcdefgh ,.\n")
         return {"kind": "text", "dataset": cfg.data.dataset, "tokenizer_kind": "char",

@@ -22,11 +22,12 @@ import torch
 from PIL import Image
 
 import genforge.data as gdata
+import genforge.data.roots as groots
 from genforge.config import DataConfig
 from genforge.data import DataError, data_roots, from_model_range, load_images, to_model_range
+from genforge.data.grids import make_grid, save_image
 from genforge.data.masks import NAMED, make_mask
 from genforge.data.sources import SOURCES
-from genforge.training.images import make_grid, save_image
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_MNIST = REPO / "data" / "mnist"
@@ -45,14 +46,14 @@ def hermetic(monkeypatch, tmp_path_factory):
     """No developer environment leaks in: no GENFORGE_DATA / mirror, an empty download cache."""
     monkeypatch.delenv("GENFORGE_DATA", raising=False)
     monkeypatch.delenv("GENFORGE_MIRROR", raising=False)
-    monkeypatch.setattr(gdata, "CACHE_ROOT", tmp_path_factory.mktemp("cache"))
+    monkeypatch.setattr(groots, "CACHE_ROOT", tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture
 def no_bundled(monkeypatch, tmp_path_factory) -> Path:
     """Hide the repo's bundled data/ behind an empty folder; returns that folder."""
     empty = tmp_path_factory.mktemp("bundled")
-    monkeypatch.setattr(gdata, "BUNDLED_ROOT", empty)
+    monkeypatch.setattr(groots, "BUNDLED_ROOT", empty)
     return empty
 
 
@@ -116,8 +117,8 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_bundled_root_is_the_repo_data_folder_and_holds_mnist():
-    assert gdata.BUNDLED_ROOT == REPO / "data"
-    assert gdata.BUNDLED_ROOT in data_roots()
+    assert groots.BUNDLED_ROOT == REPO / "data"
+    assert groots.BUNDLED_ROOT in data_roots()
     for split in ("train", "test"):
         for remote in SOURCES["mnist"].files[split]:
             assert md5(BUNDLED_MNIST / remote.name) == remote.md5, remote.name
@@ -181,9 +182,9 @@ def test_from_model_range_clamps_and_rounds():
 def test_data_roots_order_and_dedup(monkeypatch, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     monkeypatch.setenv("GENFORGE_DATA", os.pathsep.join(["", str(a), str(b), str(a)]))
-    assert data_roots(b) == [b, a, gdata.BUNDLED_ROOT, gdata.CACHE_ROOT]
+    assert data_roots(b) == [b, a, groots.BUNDLED_ROOT, groots.CACHE_ROOT]
     monkeypatch.delenv("GENFORGE_DATA")
-    assert data_roots() == [gdata.BUNDLED_ROOT, gdata.CACHE_ROOT]
+    assert data_roots() == [groots.BUNDLED_ROOT, groots.CACHE_ROOT]
 
 
 def test_data_root_argument_wins_over_cfg_root(tmp_path):
@@ -251,7 +252,7 @@ def test_missing_files_list_names_folders_and_download(no_bundled, tmp_path):
     message = one_line(err)
     for name in T10K:
         assert name in message
-    for folder in (root / "mnist", no_bundled / "mnist", gdata.CACHE_ROOT / "mnist"):
+    for folder in (root / "mnist", no_bundled / "mnist", groots.CACHE_ROOT / "mnist"):
         assert str(folder) in message
     assert "data.download" in message
 
@@ -429,7 +430,7 @@ def test_download_goes_to_first_genforge_data_entry(mirror, no_bundled, tmp_path
 
 def test_download_without_root_goes_to_cache(mirror, no_bundled):
     load_images(DataConfig(dataset="mnist", split="test", download=True, limit=1))
-    assert sorted(p.name for p in (gdata.CACHE_ROOT / "mnist").iterdir()) == sorted(T10K)
+    assert sorted(p.name for p in (groots.CACHE_ROOT / "mnist").iterdir()) == sorted(T10K)
 
 
 def test_download_only_fetches_what_is_missing(mirror, no_bundled, tmp_path):

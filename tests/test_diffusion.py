@@ -13,11 +13,11 @@ from test_resume import weights
 from typer.testing import CliRunner
 
 import genforge
-from genforge.config import ConfigError, load_config
+from genforge.api import train
+from genforge.config import ConfigError
 from genforge.data.masks import make_mask
 from genforge.families.diffusion.inpaint import network_calls, repaint_levels
-from genforge.registry import FAMILIES
-from genforge.training.loop import train
+from genforge.registry import FAMILIES, load_config
 
 from conftest import tiny_config
 

@@ -339,7 +339,7 @@ def test_eval_real_against_fake_file(clf_file, tmp_path):
 
 
 def test_eval_errors_are_one_line(clf_file, tmp_path):
-    from genforge.eval.command import default_out
+    from genforge.eval.runs import default_out
 
     assert default_out(None, "out/samples.npz") == "out/samples-eval"
     np.savez(tmp_path / "x.npz", x=np.zeros((20, 28, 28), np.uint8))

@@ -8,12 +8,12 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from genforge.config import load_config
 from genforge.families.gan.config import GANConfig
 from genforge.families.gan.nets import DCGANDiscriminator, DCGANGenerator
 from genforge.families.gan.objective import GANObjective
 from genforge.families.vae.config import VAEConfig
 from genforge.families.vae.objective import VAEObjective
+from genforge.registry import load_config
 from genforge.training.contract import Batch, StepContext
 from genforge.training.loop import make_schedule
 
@@ -62,8 +62,7 @@ def test_vae_reconstruction_term_is_the_log_likelihood(likelihood):
 
 @pytest.fixture(scope="module")
 def small_vae(tmp_path_factory):
-    from genforge.api import load
-    from genforge.training.loop import train
+    from genforge.api import load, train
 
     cfg = load_config("mnist-vae", ["model.hidden=128", "model.latent_dim=8", "data.limit=4096",
                                     "train.max_steps=250", "log.progress=false",

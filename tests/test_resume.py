@@ -13,9 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from genforge.api import resume_config
+from genforge.api import resume_config, train
 from genforge.config import ConfigError
-from genforge.training.loop import train
 
 from conftest import REPO, SHARED_DATA, tiny, tiny_config
 

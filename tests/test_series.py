@@ -14,9 +14,8 @@ from typer.testing import CliRunner
 
 import genforge
 from genforge.cli import app
-from genforge.families.series.config import SeriesDataConfig
-from genforge.families.series.data import load_series, scale, unscale
-from genforge.families.series.metrics import (
+from genforge.data.series import SeriesDataConfig, load_series, scale, unscale
+from genforge.eval.series import (
     crps_samples,
     evaluate_series,
     mase,
@@ -110,8 +109,8 @@ def test_tiny_run_samples_paths_and_evaluates(tmp_path):
 
 @pytest.mark.skipif(not (SHARED_DATA / "timeseries").is_dir(), reason="../shared/data missing")
 def test_multivariate_gru_run(tmp_path):
-    from genforge.config import load_config
-    from genforge.training.loop import train
+    from genforge.api import train
+    from genforge.registry import load_config
 
     cfg = load_config("airline-ar", [
         *tiny("series"), "model.arch=gru", "data.path=timeseries/statsmodels_macrodata.csv",

@@ -10,9 +10,9 @@ import yaml
 from safetensors.torch import load_file
 
 import genforge
-from genforge.config import build_run_config
+from genforge.api import train
+from genforge.registry import build_run_config
 from genforge.training.checkpoint import RunExistsError, RunStateError
-from genforge.training.loop import train
 
 from conftest import tiny_config
 
@@ -140,10 +140,11 @@ def toy_family(monkeypatch):
         width: int = 8
 
     monkeypatch.setitem(FAMILIES, "toy", FamilySpec("toy", "test only", Toy,
-                                                    f"{__name__}:ToyObjective", False))
+                                                    f"{__name__}:ToyObjective", ("images",), False))
 
     def make(*overrides):
-        from genforge.config import apply_overrides, build_run_config
+        from genforge.config import apply_overrides
+        from genforge.registry import build_run_config
 
         from conftest import TINY_LOOP
 

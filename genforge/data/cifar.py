@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
+import zipfile
+import zlib
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from genforge.data.errors import DataError
+from genforge.data.limits import check_bytes, npy_header_bytes
 from genforge.data.sources import CIFAR10_BATCH_MD5
+from genforge.errors import DataError
 
 BATCH_FOLDER = "cifar-10-batches-py"
 NPZ_COPY = "cifar10_test_jpeg.npz"  # the lossy 10k test split in ../shared/data/cifar10
@@ -85,10 +88,14 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             key = "x" if "x" in keys else (keys[0] if keys else None)
             if key is None:
                 raise DataError(f"{path}: the .npz holds no arrays")
+            for name in [key, "y"] if "y" in keys else [key]:  # headers first: bounded
+                with archive.zip.open(f"{name}.npy") as member:
+                    check_bytes(npy_header_bytes(member), str(path), f"array {name!r}")
             images = archive[key]
             labels = archive["y"].astype(np.int64) if "y" in keys else None
-    except (OSError, ValueError) as err:
-        raise DataError(f"{path}: not a readable .npz ({err})") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataError(f"{path}: not a readable .npz ({type(err).__name__}: "
+                        f"{' '.join(str(err).split())[:200]})") from None
     return to_nchw(images, str(path)), labels
 
 
@@ -100,12 +107,27 @@ def to_nchw(images: np.ndarray, where: str) -> np.ndarray:
         images = images.transpose(0, 3, 1, 2)
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise DataError(f"{where}: images of shape {images.shape}; expected (N, H, W[, C])")
-    if images.dtype != np.uint8:
-        if np.issubdtype(images.dtype, np.floating) and images.min() >= -1 and images.max() <= 1:
-            lo = 0.0 if images.min() >= 0 else -1.0  # [0, 1] or [-1, 1] floats
-            images = np.round((images - lo) / (1 - lo) * 255)
-        images = np.clip(images, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(images)
+    if images.shape[0] == 0 or images.size == 0:
+        raise DataError(f"{where}: no images (shape {images.shape})")
+    if images.dtype == np.uint8:
+        return np.ascontiguousarray(images)
+    if np.issubdtype(images.dtype, np.floating):
+        if not np.isfinite(images).all():
+            bad = int((~np.isfinite(images)).sum())
+            raise DataError(f"{where}: {bad} pixel values are NaN or infinite; images must be "
+                            "finite numbers")
+        low, high = float(images.min()), float(images.max())
+        if low >= -1 and high <= 1:
+            lo = 0.0 if low >= 0 else -1.0  # [0, 1] or [-1, 1] floats
+            return np.round((images - lo) / (1 - lo) * 255).astype(np.uint8)
+        if low >= 0 and high <= 255:
+            return np.round(images).astype(np.uint8)
+        raise DataError(f"{where}: float pixels in [{low:g}, {high:g}]; allowed ranges are "
+                        "[0, 1], [-1, 1] or [0, 255]")
+    if np.issubdtype(images.dtype, np.integer) and images.min() >= 0 and images.max() <= 255:
+        return np.ascontiguousarray(images.astype(np.uint8))
+    raise DataError(f"{where}: pixels of dtype {images.dtype} outside 0..255; use uint8 "
+                    "images or floats in [0, 1] / [-1, 1]")
 
 
 def verify_batches(folder: Path) -> list[str]:

@@ -9,8 +9,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from genforge.data.errors import DataError
 from genforge.data.sources import RemoteFile
+from genforge.errors import DataError
 
 
 def md5sum(path: Path) -> str:

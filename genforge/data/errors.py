@@ -1,5 +1,5 @@
-"""The one error type data loading raises: its message names the file and what to do."""
+"""Kept for old imports: the errors live in `genforge.errors`."""
 
+from genforge.errors import DataError
 
-class DataError(RuntimeError):
-    """Data that cannot be read; the message is one line naming the file and the fix."""
+__all__ = ["DataError"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from genforge.data.errors import DataError
+from genforge.data.limits import check_pixels, too_many_pixels
+from genforge.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -43,7 +45,9 @@ def _images_in(folder: Path) -> list[Path]:
 
 def _read(path: Path, mode: str, size: int | None) -> np.ndarray:
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings(), Image.open(path) as im:
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # ours is below
+            check_pixels(*im.size, str(path))  # from the header, before decoding
             im = im.convert(mode)
             if size is not None:
                 side = min(im.size)
@@ -51,5 +55,8 @@ def _read(path: Path, mode: str, size: int | None) -> np.ndarray:
                 im = im.crop((left, top, left + side, top + side))
                 im = im.resize((size, size), Image.Resampling.BICUBIC)
             return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as err:
-        raise DataError(f"{path}: not a readable image ({err})") from None
+    except Image.DecompressionBombError as err:
+        raise too_many_pixels(str(path), err) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: not a readable image ({type(err).__name__}: "
+                        f"{' '.join(str(err).split())[:200]})") from None

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from genforge.data.errors import DataError
+from genforge.errors import DataError
 
 NAMED = ("bottom-half", "top-half", "left-half", "right-half", "center")
 

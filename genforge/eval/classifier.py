@@ -25,12 +25,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-import genforge
 from genforge.config import ConfigError, DataConfig
 from genforge.data import ImageData, data_roots, load_images
 from genforge.data.sources import SOURCES
 from genforge.eval.features import sha256_file
 from genforge.eval.stats import cache_root
+from genforge.version import __version__
 
 CLASSIFIER_FILE = "genforge-classifier-v1.safetensors"
 FORMAT = "genforge-classifier-v1"
@@ -158,7 +158,7 @@ def train_classifier(train: ImageData, test: ImageData, settings: TrainSettings,
             "class_names": list(train.class_names), "train_n": len(images),
             "test_n": len(test), "test_accuracy": accuracy(net, test),
             "train_seconds": round(seconds, 1), "settings": asdict(settings),
-            "torch": torch.__version__, "genforge": genforge.__version__,
+            "torch": torch.__version__, "genforge": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     return net, meta
 

@@ -23,17 +23,17 @@ from typing import Any
 import numpy as np
 import torch
 
-import genforge
 from genforge.config import ConfigError, DataConfig
 from genforge.data import load_images
 from genforge.data.sources import SOURCES
 from genforge.eval import metrics as M
 from genforge.eval.features import Extractor, InceptionExtractor, extract
 from genforge.eval.stats import FeatureStats, cached_stats, images_sha256, protocol_hash
+from genforge.version import __version__
 
 FORMAT = "genforge-eval-v1"
 FEATURES = ("domain", "inception", "all")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 PR_K, DC_K, IS_SPLITS = 3, 5, 10
 
 
@@ -44,7 +44,7 @@ class EvalOptions:
     n: int = 10000  # fake images (and at most this many real ones): the MNIST test split size
     features: str = "domain"  # domain | inception | all; inception is ~100x slower on a CPU
     seed: int = 0  # sampling seed, real/train subset seed, KID subsets
-    precision: str = "fp32"  # fp32 (the published protocol) or bf16 autocast
+    precision: str = "auto"  # auto (bf16 where the CPU/GPU has it), fp32 (published), bf16
     real: str | None = None  # DATASET:SPLIT or an image file; runs default to <dataset>:test
     train: str | None = None  # memorisation reference; runs default to their training data
     inception: str | None = None  # the TorchScript file (else GENFORGE_INCEPTION, shared, pip)
@@ -56,12 +56,17 @@ class EvalOptions:
     memorisation_queries: int = 5000  # training images whose nearest-neighbour distance sets tau
     use_cache: bool = True  # reference statistics cache
     progress: bool = True
+    precision_reason: str = field(default="", init=False)  # what `auto` chose, and why
 
     def __post_init__(self) -> None:
         if self.features not in FEATURES:
             raise ConfigError(f"--features {self.features}: allowed are {', '.join(FEATURES)}")
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision {self.precision}: allowed are fp32, bf16")
+            raise ConfigError(f"--precision {self.precision}: allowed are auto, fp32, bf16")
+        if self.precision == "auto":  # resolved once: the extractors and the record see it
+            from genforge.training.precision import choose_precision
+
+            self.precision, self.precision_reason = choose_precision("auto")
         if self.n < 10:
             raise ConfigError(f"--n {self.n}: at least 10 images are needed for the metrics")
         if self.batch_size < 1 or self.kid_subsets < 1:
@@ -130,15 +135,15 @@ def run_sets(run: str | Path,
     from genforge.api import load
 
     model = load(run)
-    if model.data_info.get("kind", "images") != "images":
-        raise ConfigError(f"{run}: a {model.data_info['kind']} model; eval measures images")
+    if model.modality != "images":
+        raise ConfigError(f"{run}: a {model.modality} model; image metrics need images")
     dataset = model.data_info.get("dataset")
     k = model.num_classes
     labels = np.arange(options.n) % k if k else None  # balanced: sample i is for label i mod K
     with torch.no_grad():
         images = model.sample(options.n, seed=options.seed, label=labels)  # (n, C, H, W) uint8
     fake = ImageSet(images, {
-        "source": "run", "run": str(run), "step": model.step, "family": model.config.family,
+        "source": "run", "run": str(run), "step": model.step, "family": model.family,
         "preset": model.config.preset, "n": options.n, "seed": options.seed,
         "sampling": "GenerativeModel.sample(n, seed=seed, label=labels)",
         "labels": f"label of sample i = i mod {k}" if k else None,
@@ -320,7 +325,7 @@ def evaluate(run: str | Path | None = None, *, fake: str | Path | None = None,
         closest = pairs if pairs is not None else closest
         timings[name] = time.perf_counter() - t
     metrics = {
-        "format": FORMAT, "genforge": genforge.__version__, "torch": torch.__version__,
+        "format": FORMAT, "genforge": __version__, "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "options": asdict(options),
         "protocol": {"format": FORMAT, "seed": options.seed, "fake": fake_set.record,
                      "real": real_set.record,

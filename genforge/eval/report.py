@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from genforge.data.grids import make_grid
 from genforge.eval.pipeline import EvalResult
-from genforge.training.images import make_grid
 
 ROWS = [  # (label, path into a block's "metrics", what higher/lower means)
     ("FID", ("fid",), "lower is better"),

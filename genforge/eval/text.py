@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from genforge.config import ConfigError
-from genforge.data.errors import DataError
+from genforge.errors import DataError
+from genforge.version import __version__
 
 COPY_N = 8
 DISTINCT_N = (1, 2, 3, 4)
@@ -46,25 +47,24 @@ def evaluate_text(model_or_run: Any, *, text: str | Path | None = None,
     reference: training text for the copy rate (default: the run's training split).
     Sampling is plain ancestral sampling (temperature 1, no top-k/top-p) unless told.
     """
-    import genforge
-    from genforge.families.ar.generate import encode_prompt
+    from genforge.api import load
 
-    model = genforge.load(model_or_run, device=device) \
+    model = load(model_or_run, device=device) \
         if isinstance(model_or_run, str | Path) else model_or_run
-    if model.data_info.get("kind") != "text":
+    if model.modality != "text":
         raise ConfigError(f"{model.path}: not a text model; use genforge eval for images")
-    lm, tokenizer = model.objective.nets["lm"], model.objective.tokenizer
+    tokenizer = model.tokenizer
     held_out, train, source = _token_sets(model, tokenizer, text, reference, data_root)
     if max_eval_tokens is not None and len(held_out) > max_eval_tokens:
         held_out = held_out[:max_eval_tokens]
     context = int(model.data_info.get("block_size") or 256)
 
     start = time.perf_counter()
-    nats, tokens, chars = held_out_nll(lm, tokenizer, held_out, context, batch_size)
+    nats, tokens, chars = held_out_nll(model, held_out, context, batch_size)
     loss = nats / tokens
     samples = model.sample(n_samples, seed=seed, prompt=prompt, max_new_tokens=max_new_tokens,
                            temperature=temperature, top_k=top_k, top_p=top_p)
-    head = len(encode_prompt(tokenizer, prompt)) if prompt else 0
+    head = len(model.prompt_ids(prompt)) if prompt else 0
     continuations = [tokenizer.encode(s, add_special_tokens=bool(prompt))[head:]
                      for s in samples]
     distinct = {f"distinct_{n}": distinct_n(continuations, n) for n in DISTINCT_N}
@@ -81,11 +81,11 @@ def evaluate_text(model_or_run: Any, *, text: str | Path | None = None,
     }
     return {
         "format": "genforge-eval-v1", "kind": "text",
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "genforge": genforge.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "genforge": __version__,
         "torch": torch.__version__, "seconds": round(time.perf_counter() - start, 2),
         "model": {"path": str(model.path), "step": model.step,
                   "source": model.data_info.get("source", "genforge run"),
-                  "parameters": sum(p.numel() for p in lm.parameters())},
+                  "parameters": model.parameters},
         "metrics": metrics,
         "protocol": {
             "seed": seed,
@@ -120,7 +120,7 @@ def _token_sets(model: Any, tokenizer: Any, text: str | Path | None,
     held_out = train = None
     source: dict[str, Any] = {}
     if model.config is not None:  # a genforge run: its own split, from the token cache
-        from genforge.families.ar.data import load_text
+        from genforge.data.text import load_text
 
         data = load_text(model.config.data, data_root)
         held_out, train = np.asarray(data.val), np.asarray(data.train)
@@ -140,14 +140,10 @@ def _token_sets(model: Any, tokenizer: Any, text: str | Path | None,
 
 
 @torch.no_grad()
-def held_out_nll(lm: Any, tokenizer: Any, ids: np.ndarray, context: int,
+def held_out_nll(model: Any, ids: np.ndarray, context: int,
                  batch_size: int) -> tuple[float, int, int]:
     """(total nats, tokens predicted, characters predicted) over non-overlapping windows."""
-    from genforge.families.ar.nets import token_logprobs
-    from genforge.training.contract import bare
-
-    lm = bare(lm)
-    device = next(lm.parameters()).device
+    tokenizer = model.tokenizer
     count = (len(ids) - 1) // context  # windows of context + 1 tokens, sharing edge tokens
     if count == 0:
         raise DataError(f"held-out text of {len(ids)} tokens is shorter than one window of "
@@ -155,13 +151,10 @@ def held_out_nll(lm: Any, tokenizer: Any, ids: np.ndarray, context: int,
     index = np.arange(count)[:, None] * context + np.arange(context + 1)  # (W, T + 1)
     windows = torch.from_numpy(np.asarray(ids)[index].astype(np.int64))
     nats, chars = 0.0, 0
-    training = lm.training
-    lm.eval()
     for i in range(0, count, batch_size):
-        batch = windows[i : i + batch_size].to(device)  # (b, T + 1)
-        nats -= float(token_logprobs(lm, batch).double().sum())
-        chars += sum(len(tokenizer.decode(w[1:].tolist())) for w in batch.cpu())
-    lm.train(training)
+        batch = windows[i : i + batch_size]  # (b, T + 1)
+        nats -= float(model.token_logprobs(batch).double().sum())
+        chars += sum(len(tokenizer.decode(w[1:].tolist())) for w in batch)
     return nats, count * context, chars
 
 
@@ -200,7 +193,7 @@ def write_text_report(metrics: dict[str, Any], out: str | Path,
                       figures: dict[str, str] | None = None) -> dict[str, Path]:
     """out/metrics.json and out/report.html in the image report's style (an older evaluation
     there is moved aside, as for images); `figures` maps titles to image data URIs. Time
-    series evaluations use it too (genforge.families.series.metrics)."""
+    series evaluations use it too (genforge.eval.series)."""
     import html
     import json
 

@@ -14,25 +14,28 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from genforge.config import RunConfig
+from genforge.errors import DataError, GenforgeError
 
 MODEL_FILE = "model.safetensors"
 STATE_DIR = "state"
 
 
-class RunExistsError(FileExistsError):
+class RunExistsError(GenforgeError, FileExistsError):
     """The output folder holds a run; it is never overwritten without --overwrite."""
 
 
-class RunStateError(FileNotFoundError):
+class RunStateError(GenforgeError, FileNotFoundError):
     """A run folder without the checkpoint that an operation needs."""
 
 
@@ -57,8 +60,12 @@ def split_state(flat: dict[str, torch.Tensor], names: list[str]) -> dict[str, di
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], path: Path,
                             metadata: dict[str, str] | None = None) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a signal: the last good file stays, no debris
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_model(path: Path, nets: dict[str, nn.Module], cfg: RunConfig, step: int,
@@ -73,12 +80,28 @@ def save_model(path: Path, nets: dict[str, nn.Module], cfg: RunConfig, step: int
     atomic_save_safetensors(flat_state(nets), path, metadata)
 
 
+# what a damaged, truncated or half-copied checkpoint file raises when it is read
+UNREADABLE = (SafetensorError, OSError, EOFError, RuntimeError, ValueError, KeyError,
+              pickle.UnpicklingError)
+
+
+def damaged(path: Path, err: BaseException) -> DataError:
+    """One line: which checkpoint file cannot be read, why, and what to do."""
+    reason = " ".join(str(err).split())[:160] or type(err).__name__
+    return DataError(f"{path}: not a readable checkpoint ({reason}); it is truncated, "
+                     "damaged or no genforge file: copy the run folder again")
+
+
 def read_model(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """model.safetensors: its tensors and metadata; a damaged file is a DataError."""
     from safetensors import safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-    return load_file(str(path)), metadata
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        return load_file(str(path)), metadata
+    except UNREADABLE as err:
+        raise damaged(path, err) from None
 
 
 def save_state(run_dir: Path, *, rank: int, is_main: bool, barrier: Any, nets: dict,
@@ -95,18 +118,22 @@ def save_state(run_dir: Path, *, rank: int, is_main: bool, barrier: Any, nets: d
     torch.save(rng, new / f"rng_rank{rank}.pt")
     barrier()
     if is_main:
-        save_file(flat_state(nets), str(new / "nets.safetensors"))
-        if emas:
-            ema_flat = {f"{n}.{k}": v.contiguous() for n, e in emas.items()
-                        for k, v in e.state_dict().items()}
-            save_file(ema_flat, str(new / "ema.safetensors"))
-        torch.save({"optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-                    "schedulers": {k: s.state_dict() for k, s in schedulers.items()}},
-                   new / "optim.pt")
-        (new / "trainer.json").write_text(json.dumps(trainer, indent=1))
-        if final.exists():
-            os.replace(final, old)
-        os.replace(new, final)
+        try:
+            save_file(flat_state(nets), str(new / "nets.safetensors"))
+            if emas:
+                ema_flat = {f"{n}.{k}": v.contiguous() for n, e in emas.items()
+                            for k, v in e.state_dict().items()}
+                save_file(ema_flat, str(new / "ema.safetensors"))
+            torch.save({"optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+                        "schedulers": {k: s.state_dict() for k, s in schedulers.items()}},
+                       new / "optim.pt")
+            (new / "trainer.json").write_text(json.dumps(trainer, indent=1))
+            if final.exists():
+                os.replace(final, old)
+            os.replace(new, final)
+        except BaseException:  # a full disk, a signal: state/ (or state.old/) stays the last
+            shutil.rmtree(new, ignore_errors=True)  # good one; the half-written one goes
+            raise
         shutil.rmtree(old, ignore_errors=True)
     barrier()
 
@@ -122,26 +149,35 @@ def state_dir(run_dir: Path) -> Path | None:
 
 def load_state(folder: Path, *, rank: int, nets: dict, emas: dict, optimizers: dict,
                schedulers: dict) -> dict:
-    """Restore everything `save_state` wrote; returns trainer.json's content."""
-    flat = load_file(str(folder / "nets.safetensors"))
-    for name, sd in split_state(flat, list(nets)).items():
-        nets[name].load_state_dict(sd)
-    if emas:
-        ema_flat = load_file(str(folder / "ema.safetensors"))
-        for name, sd in split_state(ema_flat, list(emas)).items():
-            emas[name].load_state_dict(sd)
-    optim = torch.load(folder / "optim.pt", weights_only=True, map_location="cpu")
-    for key, opt in optimizers.items():
-        opt.load_state_dict(optim["optimizers"][key])
-    for key, sched in schedulers.items():
-        sched.load_state_dict(optim["schedulers"][key])
-    rng_file = folder / f"rng_rank{rank}.pt"
-    if rng_file.exists():
-        rng = torch.load(rng_file, weights_only=True)
-        torch.set_rng_state(rng["cpu"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state(rng["cuda"])
-    return json.loads((folder / "trainer.json").read_text())
+    """Restore everything `save_state` wrote; returns trainer.json's content. A missing or
+    damaged file is a DataError naming it (a half-copied run folder); nothing is written."""
+    file = folder / "trainer.json"
+    try:
+        trainer = json.loads(file.read_text())
+        file = folder / "nets.safetensors"
+        flat = load_file(str(file))
+        for name, sd in split_state(flat, list(nets)).items():
+            nets[name].load_state_dict(sd)
+        if emas:
+            file = folder / "ema.safetensors"
+            ema_flat = load_file(str(file))
+            for name, sd in split_state(ema_flat, list(emas)).items():
+                emas[name].load_state_dict(sd)
+        file = folder / "optim.pt"
+        optim = torch.load(file, weights_only=True, map_location="cpu")
+        for key, opt in optimizers.items():
+            opt.load_state_dict(optim["optimizers"][key])
+        for key, sched in schedulers.items():
+            sched.load_state_dict(optim["schedulers"][key])
+        file = folder / f"rng_rank{rank}.pt"
+        if file.exists():
+            rng = torch.load(file, weights_only=True)
+            torch.set_rng_state(rng["cpu"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state(rng["cuda"])
+    except UNREADABLE as err:
+        raise damaged(file, err) from None
+    return trainer
 
 
 def next_free_run_dir(base: Path) -> Path:

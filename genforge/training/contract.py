@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -17,14 +16,9 @@ from accelerate.utils import DistributedType
 from torch import nn
 
 from genforge.config import TrainConfig
+from genforge.data.batches import Batch
 
-
-@dataclass
-class Batch:
-    """One micro-batch: images in [-1, 1] (B, C, H, W) and labels (B,) or None."""
-
-    x: torch.Tensor
-    y: torch.Tensor | None
+__all__ = ["Batch", "Objective", "StepContext", "TrainingData", "bare"]
 
 
 @runtime_checkable
@@ -33,6 +27,9 @@ class Objective(Protocol):
 
     nets: dict[str, nn.Module]  # every trained network, by name; the loop may wrap them (DDP)
     sampling_nets: tuple[str, ...]  # the nets needed to sample: saved in model.safetensors, EMA'd
+    # Optional, for DP-SGD (training/privacy.py): `private_nets`, the nets whose gradients read
+    # real records (default: all of `nets`); `private`, set True when DP-SGD is on; and
+    # `check_privacy()`, raising a one-line ConfigError for a setting the family cannot privatise
 
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]: ...
 
@@ -44,7 +41,8 @@ class Objective(Protocol):
         A family may accept more keyword options (a sampler, a prompt, ...): the CLI passes
         those it is given, and refuses options a family's `sample` does not name.
         Optional methods: `complete(x, mask, *, seed, ...)`, `export(folder)` (write the
-        sampling weights in another library's format), `write_samples(samples, path)`.
+        sampling weights in another library's format), `token_logprobs(ids)` (text). How
+        samples are decoded and written is the modality's (genforge.data.modalities).
         """
         ...
 
@@ -77,12 +75,14 @@ class StepContext:
     """
 
     def __init__(self, accelerator: Any, optimizers: dict, schedulers: dict,
-                 nets: dict[str, nn.Module], grad_clip: float | None) -> None:
+                 nets: dict[str, nn.Module], grad_clip: float | None, *,
+                 privacy: Any = None) -> None:
         self.accelerator = accelerator
         self.optimizers = optimizers
         self.schedulers = schedulers
         self.nets = nets
         self.grad_clip = grad_clip
+        self.privacy = privacy  # training.privacy.PrivateTraining under DP-SGD, else None
         self.step = 0  # optimizer updates done before this one
         self.grad_norms: dict[str, float] = {}
 
@@ -92,7 +92,11 @@ class StepContext:
 
     def update(self, name: str, loss: torch.Tensor) -> None:
         accelerator = self.accelerator
-        accelerator.backward(loss)
+        if self.privacy is None:
+            accelerator.backward(loss)
+        else:  # only `name`'s own per-sample gradients are taken (a GAN generator's loss also
+            with self.privacy.backward_for(name):  # runs back through the discriminator)
+                accelerator.backward(loss)
         if not accelerator.sync_gradients:
             return  # accumulate: the optimizer steps on the last micro-batch
         optimizer = self.optimizers[name]
@@ -123,7 +127,7 @@ class StepContext:
         for p in net.parameters():
             p.requires_grad_(False)
         try:
-            yield net
+            yield net  # (under DP-SGD, a frozen net stores no activations for its hooks)
         finally:
             for p, flag in zip(net.parameters(), flags, strict=True):
                 p.requires_grad_(flag)

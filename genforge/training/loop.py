@@ -1,8 +1,11 @@
 """The one training loop, on accelerate. It knows the contract, never the family.
 
+The API (genforge.api.train) reads the data and hands the loop the data and a function that
+builds the family's objective from the data's facts; the loop never looks a family up.
+
     genforge.train(load_config("mnist-dcgan"))                   # new run in runs/mnist-dcgan
     genforge.train(cfg, resume="runs/dcgan1")                    # continue to train.max_steps
-    accelerate launch --cpu --num_processes 2 -m genforge train mnist-dcgan   # DDP (gloo)
+    accelerate launch --multi_gpu --num_processes 2 -m genforge train mnist-dcgan   # DDP
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import json
 import math
 import signal
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from accelerate import Accelerator
@@ -22,11 +27,12 @@ from accelerate.state import AcceleratorState, GradientState
 from tqdm.auto import tqdm
 
 from genforge.config import RunConfig, TrainConfig, save_config
-from genforge.registry import FAMILIES
+from genforge.errors import ConfigError
 from genforge.training import checkpoint as ckpt
 from genforge.training.contract import Objective, StepContext, TrainingData
 from genforge.training.ema import EMA
 from genforge.training.metrics import MetricsLog
+from genforge.training.precision import choose_precision
 
 
 @dataclass
@@ -75,29 +81,41 @@ class _StopSignals:
             signal.signal(sig, handler)
 
 
-def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path | None = None,
-          overwrite: bool = False, data_root: str | Path | None = None) -> TrainResult:
-    """Train `cfg` into a run folder (new, or `resume`d); returns where and how it ended."""
+def train(cfg: RunConfig, *, data: TrainingData,
+          build_objective: Callable[[dict[str, Any]], Objective],
+          out: str | Path | None = None, resume: str | Path | None = None,
+          overwrite: bool = False) -> TrainResult:
+    """Train `cfg` on `data` into a run folder (new, or `resume`d); `build_objective(info)`
+    makes the family's objective from `data.info()`. Returns where and how it ended."""
     t = cfg.train
     # accelerate keeps one process-wide state; a notebook or test may train many configs with
     # different precision or accumulation, so start each run from a fresh one. PartialState,
     # which holds the process group of a distributed launch, is kept.
     AcceleratorState._reset_state()
     GradientState._reset_state()
+    on_cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available())
+    precision, why = choose_precision(t.precision, "cpu" if on_cpu else "cuda")
     accelerator = Accelerator(
-        cpu=t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available()),
-        mixed_precision="bf16" if t.precision == "bf16" else "no",
+        cpu=on_cpu,
+        mixed_precision="bf16" if precision == "bf16" else "no",
         gradient_accumulation_steps=t.grad_accum,
     )
-    spec = FAMILIES[cfg.family]
-    data: TrainingData = spec.load_data(cfg.data, data_root)  # fails before a run folder exists
+    chosen = {"requested": t.precision, "chosen": precision, "reason": why}
     data_info = data.info()
-    spec.check_data(cfg, data_info)
-    run_dir = _run_dir(cfg, out, resume, overwrite, accelerator)
 
     torch.manual_seed(t.seed)  # the same initial weights on every process
-    objective: Objective = spec.build(cfg.model, data_info)
+    objective = build_objective(data_info)
+    privacy = None
+    if cfg.privacy.enabled:  # DP-SGD: hooks on the nets that see real data, checked first
+        from genforge.training import privacy as dp
+
+        privacy = dp.start(cfg.privacy, objective, data, batch_size=t.batch_size,
+                           max_steps=t.max_steps, grad_accum=t.grad_accum,
+                           processes=accelerator.num_processes, precision=precision)
+    run_dir = _run_dir(cfg, out, resume, overwrite, accelerator, chosen)  # after every refusal
     optimizers = objective.configure_optimizers(t)
+    if privacy is not None:
+        optimizers = privacy.wrap_optimizers(optimizers)  # clip per sample, add noise, count
     schedulers = {k: make_schedule(opt, t) for k, opt in optimizers.items()}
     names = list(objective.nets)
     prepared = accelerator.prepare(*objective.nets.values(), *optimizers.values(),
@@ -112,31 +130,40 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
 
     world, rank = accelerator.num_processes, accelerator.process_index
     if t.batch_size % (world * t.grad_accum):
-        raise ValueError(f"train.batch_size={t.batch_size} is not divisible by "
+        raise ConfigError(f"train.batch_size={t.batch_size} is not divisible by "
                          f"{world} processes x train.grad_accum={t.grad_accum}")
-    stream = data.stream(batch_size=t.batch_size, seed=t.seed, rank=rank, world=world,
-                         device=accelerator.device)
-    ctx = StepContext(accelerator, optimizers, schedulers, objective.nets, t.grad_clip)
-    log = MetricsLog(run_dir, enabled=accelerator.is_main_process,
-                     tensorboard=cfg.log.tensorboard)
-
-    step = 0
-    if resume is not None:
+    trainer = None
+    if resume is not None:  # read the whole checkpoint before the run folder is touched
         folder = ckpt.state_dir(run_dir)
         if folder is None:
             raise ckpt.RunStateError(f"{run_dir}: no checkpoint (state/) to resume from")
         trainer = ckpt.load_state(folder, rank=rank, nets=bare, emas=emas,
                                   optimizers=optimizers, schedulers=schedulers)
+    stream = data.stream(batch_size=t.batch_size, seed=t.seed, rank=rank, world=world,
+                         device=accelerator.device)
+    ctx = StepContext(accelerator, optimizers, schedulers, objective.nets, t.grad_clip,
+                      privacy=privacy)
+    log = MetricsLog(run_dir, enabled=accelerator.is_main_process,
+                     tensorboard=cfg.log.tensorboard)
+
+    step = 0
+    if trainer is not None:
         step = trainer["step"]
         stream.load_state_dict(trainer["stream"])
         log.load_state_dict(trainer["log"])
+        _resume_privacy(privacy, trainer, step, run_dir)
         if accelerator.is_main_process:
+            _record_resume(run_dir, _provenance(cfg, accelerator, chosen))
             ckpt.truncate_metrics(run_dir / "metrics.jsonl", step)
     else:
         torch.manual_seed(t.seed + 7919 * rank)  # each process draws its own noise
 
     def checkpoint() -> None:
         trainer = {"step": step, "stream": stream.state_dict(), "log": log.state_dict()}
+        if privacy is not None:
+            trainer["privacy"] = privacy.state_dict()  # the accountant: spent budget so far
+            if accelerator.is_main_process:
+                _record(run_dir, "privacy", privacy.record())
         ckpt.save_state(run_dir, rank=rank, is_main=accelerator.is_main_process,
                         barrier=accelerator.wait_for_everyone, nets=bare, emas=emas,
                         optimizers=optimizers, schedulers=schedulers, trainer=trainer)
@@ -174,6 +201,8 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
                 extra = {"lr": schedulers[next(iter(schedulers))].get_last_lr()[0],
                          "images_per_s": t.batch_size * (step - tick_step) / (now - tick),
                          **{f"grad_norm/{k}": v for k, v in ctx.grad_norms.items()}}
+                if privacy is not None:
+                    extra["privacy/epsilon"] = privacy.epsilon()
                 tick, tick_step = now, step
                 row = log.write(step, extra)
                 bar.set_postfix({k: f"{v:.3g}" for k, v in row.items()
@@ -197,6 +226,26 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(run_dir, step, stopped)
+
+
+def _resume_privacy(privacy: Any, trainer: dict, step: int, run_dir: Path) -> None:
+    """The accountant continues where the checkpoint left it; privacy cannot change mid-run."""
+    saved = trainer.get("privacy")
+    if (privacy is None) != (saved is None):
+        now, then = ("on", "off") if saved is None else ("off", "on")
+        raise ConfigError(f"{run_dir}: privacy is {now} but the run trained with it {then}; "
+                          "a DP guarantee must cover every step, so resume with the run's "
+                          "privacy section")
+    if privacy is not None:
+        privacy.load_state_dict(saved, step=step)
+
+
+def _record(run_dir: Path, key: str, value: Any) -> None:
+    """Set one entry of run.json (main process only)."""
+    path = run_dir / "run.json"
+    record = json.loads(path.read_text()) if path.exists() else {}
+    record[key] = value
+    path.write_text(json.dumps(record, indent=1))
 
 
 def _should_stop(step: int, stop_after: int | None, received: str | None,
@@ -237,39 +286,43 @@ def _sampling_weights(emas: dict[str, EMA]):
 
 
 def _run_dir(cfg: RunConfig, out: str | Path | None, resume: str | Path | None,
-             overwrite: bool, accelerator: Accelerator) -> Path:
+             overwrite: bool, accelerator: Accelerator, precision: dict) -> Path:
     """Pick and create the run folder on the main process; every process gets the same path."""
     if resume is not None:
-        path = Path(resume)
-        if accelerator.is_main_process and (path / "run.json").exists():
-            record = json.loads((path / "run.json").read_text())
-            record.setdefault("resumed", []).append(_provenance(cfg, accelerator))
-            (path / "run.json").write_text(json.dumps(record, indent=1))
-        return path
+        return Path(resume)  # recorded in run.json once its checkpoint has been read
     base = Path(out) if out else Path("runs") / (cfg.preset or cfg.family)
     path = base if out else ckpt.next_free_run_dir(base)
     accelerator.wait_for_everyone()  # all have chosen before the main process creates it
     if accelerator.is_main_process:
         ckpt.prepare_run_dir(path, overwrite=overwrite)
         save_config(cfg, path / "config.yaml")
-        (path / "run.json").write_text(json.dumps(_provenance(cfg, accelerator), indent=1))
+        record = _provenance(cfg, accelerator, precision)
+        (path / "run.json").write_text(json.dumps(record, indent=1))
     accelerator.wait_for_everyone()
     return path
 
 
-def _provenance(cfg: RunConfig, accelerator: Accelerator) -> dict:
+def _record_resume(path: Path, provenance: dict) -> None:
+    if (path / "run.json").exists():
+        record = json.loads((path / "run.json").read_text())
+        record.setdefault("resumed", []).append(provenance)
+        (path / "run.json").write_text(json.dumps(record, indent=1))
+
+
+def _provenance(cfg: RunConfig, accelerator: Accelerator, precision: dict) -> dict:
     """The audit record: versions, machine and launch, next to the config."""
     import platform
     import sys
 
     import accelerate
 
-    import genforge
+    from genforge.version import __version__
 
     return {
-        "genforge": genforge.__version__, "torch": torch.__version__,
+        "genforge": __version__, "torch": torch.__version__,
         "accelerate": accelerate.__version__, "python": sys.version.split()[0],
         "platform": platform.platform(), "argv": sys.argv,
         "processes": accelerator.num_processes, "device": str(accelerator.device),
         "seed": cfg.train.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "precision": precision,  # requested, chosen and why
     }

@@ -12,36 +12,6 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class TextDataConfig:
-    """A UTF-8 corpus, its tokenizer and the training windows.
-
-    `path` is a .txt file or a folder of them, absolute or relative to a data root
-    (`data.root` / `--data-root`, then `GENFORGE_DATA`, then the repo's `data/`). The last
-    `val_fraction` of the corpus, cut at a line start, is the validation split.
-    """
-
-    dataset: str = "tinyshakespeare"  # a name for the record
-    path: str = "text/tinyshakespeare.txt"
-    root: str | None = None
-    tokenizer: Literal["char", "bpe"] = "char"  # characters (any script) or byte-level BPE
-    vocab_size: int = 2048  # bpe only: merges learned on the training split
-    val_fraction: float = 0.1
-    block_size: int = 256  # tokens a training window feeds the model
-    limit: int | None = None  # use only the first `limit` lines (quick tests)
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.val_fraction < 0.5:
-            raise ConfigError(f"data.val_fraction={self.val_fraction}: must be in (0, 0.5)")
-        if self.block_size < 2:
-            raise ConfigError(f"data.block_size={self.block_size}: must be >= 2")
-        if self.tokenizer == "bpe" and self.vocab_size < 258:
-            raise ConfigError(f"data.vocab_size={self.vocab_size}: a byte-level BPE needs "
-                              "at least 258 (256 bytes + end-of-text + one merge)")
-        if self.limit is not None and self.limit <= 0:
-            raise ConfigError(f"data.limit={self.limit}: must be a positive integer")
-
-
-@dataclass
 class ARConfig:
     """A decoder-only Transformer built from a transformers config (never downloaded).
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, processors
 
-from genforge.data.errors import DataError
+from genforge.errors import DataError
 from genforge.families.ar.nets import quiet_transformers
 
 HEADER = struct.Struct("<7i")

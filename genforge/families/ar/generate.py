@@ -15,12 +15,9 @@ mean what they mean in `model.generate`):
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import torch
 from transformers import (
@@ -44,9 +41,11 @@ class SamplingOptions:
     repetition_penalty: float = 1.0
     stop: Sequence[str] = ()
     stop_ids: set[int] = field(default_factory=set)
+    # first in line, on the raw logits: e.g. genforge.labelling's green-list watermark
+    logits_processors: Sequence[Any] = ()
 
     def processors(self) -> LogitsProcessorList:
-        steps = LogitsProcessorList()
+        steps = LogitsProcessorList(self.logits_processors)
         if self.repetition_penalty != 1.0:
             steps.append(RepetitionPenaltyLogitsProcessor(self.repetition_penalty))
         if self.temperature > 0:
@@ -60,43 +59,39 @@ class SamplingOptions:
 
 
 class TextSamples(list):
-    """The sampled texts (a list of str); `streamed` says they were already printed."""
-
-    streamed: bool = False
+    """The sampled texts (a list of str), the prompt included in each."""
 
 
 class Streamer:
-    """Prints the first row's new text as it comes; the other rows when they are done."""
+    """Hands the first row's new text to `emit` as it comes (nothing here prints)."""
 
-    def __init__(self, decode: Callable[[list[int]], str], out: TextIO | None = None,
+    def __init__(self, decode: Callable[[list[int]], str], emit: Callable[[str], None],
                  hold: int = 0) -> None:
-        self.decode, self.out = decode, out or sys.stdout
+        self.decode, self.emit = decode, emit
         self.hold = hold  # characters held back while a stop string may be forming
-        self.printed = 0
+        self.sent = 0
 
     def put(self, new_ids: list[int]) -> None:
         text = self.decode(new_ids)  # the prompt and the new tokens
         end = len(text) - self.hold
         if text.endswith("\ufffd"):  # half a UTF-8 character: wait for its other bytes
             end = min(end, len(text.rstrip("\ufffd")))
-        if end > self.printed:
-            self.out.write(text[self.printed : end])
-            self.out.flush()
-            self.printed = end
+        if end > self.sent:
+            self.emit(text[self.sent : end])
+            self.sent = end
 
-    def finish(self, texts: list[str]) -> None:
-        for i, text in enumerate(texts):
-            if i == 0:
-                self.out.write(text[self.printed :] + "\n")
-            else:
-                self.out.write(f"\n=== sample {i} ===\n{text}\n")
-        self.out.flush()
+    def finish(self, text: str) -> None:
+        if len(text) > self.sent:
+            self.emit(text[self.sent :])
+        self.sent = len(text)
 
 
 @torch.no_grad()
 def sample_texts(model: Any, tokenizer: Any, n: int, *, seed: int, prompt: str,
-                 options: SamplingOptions, stream: bool = False) -> TextSamples:
-    """n continuations of `prompt` (the prompt included); `tokenizer` is a transformers one."""
+                 options: SamplingOptions,
+                 on_text: Callable[[str], None] | None = None) -> TextSamples:
+    """n continuations of `prompt` (the prompt included); `tokenizer` is a transformers one.
+    `on_text` receives the first row's text piece by piece as it is generated."""
     device = next(model.parameters()).device
     prompt_ids = encode_prompt(tokenizer, prompt)
     ids = torch.tensor([prompt_ids] * n, dtype=torch.long, device=device)  # (n, P)
@@ -107,9 +102,9 @@ def sample_texts(model: Any, tokenizer: Any, n: int, *, seed: int, prompt: str,
     done = torch.zeros(n, dtype=torch.bool, device=device)
     stop_ids = torch.tensor(sorted(options.stop_ids), dtype=torch.long, device=device)
     ended = [start + options.max_new_tokens] * n  # where each row's new tokens end
-    streamer = Streamer(lambda new: _decode(tokenizer, prompt_ids, new, prompt),
+    streamer = Streamer(lambda new: _decode(tokenizer, prompt_ids, new, prompt), on_text,
                         hold=max((len(s) for s in options.stop), default=1) - 1) \
-        if stream else None
+        if on_text is not None else None
     cache = None
     for _ in range(options.max_new_tokens):
         logits, cache = _next_logits(model, ids, cache, context)  # 1. (n, V)
@@ -135,8 +130,7 @@ def sample_texts(model: Any, tokenizer: Any, n: int, *, seed: int, prompt: str,
         texts.append(_cut_at_stop(_decode(tokenizer, prompt_ids, new, prompt), prompt,
                                   options.stop))
     if streamer is not None:
-        streamer.finish(texts)
-        texts.streamed = True
+        streamer.finish(texts[0])
     return texts
 
 
@@ -194,31 +188,3 @@ def _cut_at_stop(text: str, prompt: str, stop: Sequence[str]) -> str:
     head = len(prompt) if text.startswith(prompt) else 0
     cuts = [text.find(s, head) for s in stop if s in text[head:]]
     return text[: min(cuts)] if cuts else text
-
-
-def write_texts(texts: Sequence[str], out: Path | str) -> Path | str:
-    """Texts to out: .txt (samples between '=== sample i ===' lines), .jsonl, .json, or '-'
-    for stdout (skipped if they were already streamed there)."""
-    if str(out) == "-":
-        if not getattr(texts, "streamed", False):
-            for i, text in enumerate(texts):
-                sys.stdout.write(f"=== sample {i} ===\n{text}\n" if len(texts) > 1 else
-                                 text + "\n")
-            sys.stdout.flush()
-        return "-"
-    out = Path(out)
-    if out.suffix == ".txt":
-        body = "".join(f"=== sample {i} ===\n{t}\n" for i, t in enumerate(texts))
-    elif out.suffix == ".jsonl":
-        body = "".join(json.dumps({"sample": i, "text": t}, ensure_ascii=False) + "\n"
-                       for i, t in enumerate(texts))
-    elif out.suffix == ".json":
-        body = json.dumps(list(texts), ensure_ascii=False, indent=1) + "\n"
-    else:
-        raise ConfigError(f"--out {out}: text samples go to a .txt, .jsonl or .json file, "
-                          "or - for the terminal")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    tmp.replace(out)
-    return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,15 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from genforge.config import ConfigError, TrainConfig
+from genforge.data.tokenizer import END_OF_TEXT, UNK
 from genforge.families.ar.config import ARConfig, check_sampling
-from genforge.families.ar.generate import SamplingOptions, TextSamples, sample_texts, write_texts
+from genforge.families.ar.generate import (
+    SamplingOptions,
+    TextSamples,
+    encode_prompt,
+    sample_texts,
+)
 from genforge.families.ar.nets import build_lm, quiet_transformers, token_logprobs
-from genforge.families.ar.tokenizer import END_OF_TEXT, UNK
 from genforge.training.contract import Batch, StepContext, bare
 
 
@@ -33,8 +39,6 @@ class ARObjective:
     """A causal LM and its tokenizer; `nets['lm']` is a transformers PreTrainedModel."""
 
     sampling_nets = ("lm",)
-    default_out = "-"  # `genforge sample` prints text unless --out names a file
-    default_n = 1
 
     def __init__(self, cfg: ARConfig, data_info: dict[str, Any]) -> None:
         self.cfg = cfg
@@ -46,6 +50,11 @@ class ARObjective:
         self.defaults = SamplingOptions(
             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
             top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty)
+
+    def check_privacy(self) -> None:
+        raise ConfigError("family ar with privacy: transformers' decoders share their "
+                          "position embeddings across the batch (a batch-1 index), which "
+                          "Opacus's per-sample gradients cannot split; not supported yet")
 
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
         """AdamW; weight decay on matrices and embeddings only (not biases or norms)."""
@@ -67,13 +76,30 @@ class ARObjective:
         """-log p of each predicted token, (B, T), in nats."""
         return -token_logprobs(bare(self.nets["lm"]), batch.x)
 
+    @torch.no_grad()
+    def token_logprobs(self, ids: torch.Tensor) -> torch.Tensor:
+        """log p(x_t | x_<t) for t = 1..T of each row of `ids` (B, T + 1) -> (B, T)."""
+        lm = bare(self.nets["lm"])
+        training = lm.training
+        lm.eval()
+        try:
+            return token_logprobs(lm, ids.to(next(lm.parameters()).device))
+        finally:
+            lm.train(training)
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        return encode_prompt(self.tokenizer, prompt)
+
     def sample(self, n: int, *, seed: int, condition: torch.Tensor | None = None,
                prompt: str | None = None, max_new_tokens: int | None = None,
                temperature: float | None = None, top_k: int | None = None,
                top_p: float | None = None, repetition_penalty: float | None = None,
-               stop: list[str] | str | None = None, stream: bool = False) -> TextSamples:
+               stop: list[str] | str | None = None,
+               on_text: Callable[[str], None] | None = None,
+               logits_processors: Sequence[Any] | None = None) -> TextSamples:
         """n texts continuing `prompt` (included in each); options not given take the model's
-        defaults; `stream` prints the texts to stdout, the first one as its tokens come."""
+        defaults; `on_text` receives the first text piece by piece as its tokens come;
+        `logits_processors` (transformers LogitsProcessors, e.g. a watermark) act first."""
         check_sampling(temperature, top_k, top_p, repetition_penalty)
         if max_new_tokens is not None and max_new_tokens <= 0:
             raise ConfigError(f"--max-new-tokens={max_new_tokens}: must be a positive integer")
@@ -81,6 +107,7 @@ class ARObjective:
                  "top_p": top_p, "repetition_penalty": repetition_penalty}
         options = replace(self.defaults, **{k: v for k, v in given.items() if v is not None})
         options.stop = [stop] if isinstance(stop, str) else list(stop or ())
+        options.logits_processors = list(logits_processors or ())
         lm = bare(self.nets["lm"])
         eos = lm.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
@@ -90,12 +117,9 @@ class ARObjective:
         try:
             return sample_texts(lm, self.tokenizer, n, seed=seed,
                                 prompt=self.prompt if prompt is None else prompt,
-                                options=options, stream=stream)
+                                options=options, on_text=on_text)
         finally:
             lm.train(training)
-
-    def write_samples(self, samples: list[str], out: Path | str) -> Path | str:
-        return write_texts(samples, out)
 
     def export(self, folder: Path) -> None:
         """A transformers folder (config.json, model.safetensors, tokenizer.json,

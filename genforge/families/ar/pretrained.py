@@ -1,7 +1,8 @@
-"""Any local transformers causal-LM folder (config.json + weights + tokenizer) as a genforge
-model: `genforge sample FOLDER --prompt ...` and `genforge eval FOLDER` work on it as on a run.
+"""Any local transformers causal-LM folder (config.json + weights + tokenizer) as the parts of
+a genforge model; `genforge.load(folder)` wraps them, so `genforge sample FOLDER --prompt ...`
+and `genforge eval FOLDER` work on it as on a run.
 
-    model = load_pretrained("models/stories260K")       # or genforge.load(...) on the folder
+    model = genforge.load("models/stories260K")
     model.sample(4, seed=0, prompt="Once upon a time", max_new_tokens=100, temperature=0.8)
 
 Nothing is downloaded: the folder must hold everything (HF_HUB_OFFLINE is set while loading).
@@ -17,8 +18,7 @@ from typing import Any
 
 import torch
 
-from genforge.api import GenerativeModel, _check_options
-from genforge.config import ConfigError
+from genforge.errors import ConfigError
 from genforge.families.ar.generate import SamplingOptions
 from genforge.families.ar.nets import context_length, quiet_transformers
 from genforge.families.ar.objective import ARObjective
@@ -46,32 +46,9 @@ class PretrainedObjective(ARObjective):
         return {}  # keep the folder's own generation_config on export
 
 
-class PretrainedLM(GenerativeModel):
-    """What `genforge.load` returns for a transformers folder; no genforge run config."""
-
-    def __init__(self, objective: PretrainedObjective, path: Path) -> None:
-        self.config = None
-        self.objective, self.data_info = objective, objective.data_info
-        self.step, self.path = 0, path
-
-    @property
-    def num_classes(self) -> int:
-        return 0
-
-    def sample(self, n: int, *, seed: int = 0, label: Any = None, **options: Any) -> Any:
-        if n <= 0:
-            raise ConfigError(f"n={n}: must be a positive number of samples")
-        if label is not None:
-            raise ConfigError(f"{self.path}: a language model takes --prompt, not --label")
-        _check_options(self.objective.sample, options, "text")
-        return self.objective.sample(n, seed=seed, **options)
-
-    def complete(self, *args: Any, **kwargs: Any) -> Any:
-        raise ConfigError(f"{self.path}: a language model cannot complete images")
-
-
-def load_pretrained(folder: str | Path, *, device: str = "cpu") -> PretrainedLM:
-    """Load `folder` with AutoModelForCausalLM and AutoTokenizer, offline, in float32."""
+def load_pretrained(folder: str | Path) -> tuple[PretrainedObjective, dict[str, Any]]:
+    """Load `folder` with AutoModelForCausalLM and AutoTokenizer, offline, in float32:
+    (the objective that samples it, its data facts)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = Path(folder)
@@ -94,6 +71,5 @@ def load_pretrained(folder: str | Path, *, device: str = "cpu") -> PretrainedLM:
     facts = folder / "genforge.json"  # written by genforge's export: tokenizer kind, corpus
     if facts.exists():
         info = {**json.loads(facts.read_text()), **info}
-    objective = PretrainedObjective(model, tokenizer, info)
-    return PretrainedLM(objective, folder).to(device)
+    return PretrainedObjective(model, tokenizer, info), info
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from genforge.config import TrainConfig
+from genforge.errors import ConfigError
 from genforge.families.gan.config import GANConfig
 from genforge.families.gan.nets import build_nets
 from genforge.training.contract import Batch, StepContext, bare
@@ -21,6 +22,11 @@ from genforge.training.contract import Batch, StepContext, bare
 
 class GANObjective:
     sampling_nets = ("generator",)
+    # DP-SGD: only the discriminator reads real images, so only it is privatised; the generator
+    # learns through the private discriminator (post-processing). Under privacy a conditional
+    # generator draws its labels at random instead of taking the real batch's.
+    private_nets = ("discriminator",)
+    private = False
 
     def __init__(self, cfg: GANConfig, data_info: dict[str, Any]) -> None:
         self.cfg = cfg
@@ -37,30 +43,39 @@ class GANObjective:
             for name, net in self.nets.items()
         }
 
+    def check_privacy(self) -> None:
+        if self.cfg.loss == "wgan-gp":
+            raise ConfigError("model.loss=wgan-gp with privacy: the gradient penalty "
+                              "differentiates the critic twice, which Opacus's per-sample "
+                              "gradients do not support; use model.loss=bce")
+
     def training_step(self, batch: Batch, step: StepContext) -> dict[str, torch.Tensor]:
         G, D = self.nets["generator"], self.nets["discriminator"]
         real, y = batch.x, batch.y if self.num_classes else None
         z = torch.randn(real.shape[0], self.cfg.latent_dim, device=real.device)
+        y_fake = y
+        if self.private and y is not None:  # the generator never reads the real labels
+            y_fake = torch.randint(0, self.num_classes, y.shape, device=y.device)
         update_g = (step.step + 1) % self.cfg.critic_steps == 0
         with torch.set_grad_enabled(update_g):  # no graph through G when it does not update
-            fake = G(z, y)  # (B, C, H, W)
+            fake = G(z, y_fake)  # (B, C, H, W)
 
         # 1. the discriminator (critic) on real and detached fake images
         if self.cfg.loss == "bce":
-            real_logit, fake_logit = D(real, y), D(fake.detach(), y)
+            real_logit, fake_logit = D(real, y), D(fake.detach(), y_fake)
             d_loss = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
                       + F.binary_cross_entropy_with_logits(fake_logit,
                                                            torch.zeros_like(fake_logit)))
             logs = {"loss/d": d_loss.detach(), "d/real": torch.sigmoid(real_logit).mean().detach(),
                     "d/fake": torch.sigmoid(fake_logit).mean().detach()}
         else:
-            d_loss, logs = self._critic_loss(D, real, fake.detach(), y)
+            d_loss, logs = self._critic_loss(D, real, fake.detach(), y)  # (never private)
         step.update("discriminator", d_loss)
 
         # 2. the generator, through a frozen discriminator
         if update_g:
             with step.frozen("discriminator") as frozen_d:
-                fake_logit = frozen_d(fake, y)
+                fake_logit = frozen_d(fake, y_fake)
             if self.cfg.loss == "bce":
                 g_loss = F.binary_cross_entropy_with_logits(fake_logit, torch.ones_like(fake_logit))
             else:

@@ -12,35 +12,6 @@ if TYPE_CHECKING:
 
 
 @dataclass
-class SeriesDataConfig:
-    """Univariate or multivariate series from a CSV file with a header row.
-
-    The first column is the time index (kept as labels); the values are `columns` (comma
-    separated) or every other numeric column. The last `test_length` rows are held out for
-    evaluation; the model trains on windows of the rows before them. Values are transformed
-    (log), differenced if asked, then standardised with the training rows' mean and std.
-    """
-
-    dataset: str = "airline"  # a name for the record
-    path: str = "timeseries/airline_passengers.csv"  # absolute, or under a data root
-    root: str | None = None
-    columns: str | None = None  # e.g. "realgdp,realcons"; null = every numeric column
-    period: int = 12  # seasonal period (12 monthly, 4 quarterly, 52 weekly; 1 = none)
-    transform: Literal["none", "log"] = "none"
-    difference: bool = False  # model y_t - y_(t-1) (after the transform)
-    test_length: int = 24  # held-out tail rows
-    window: int = 48  # time steps a training window predicts
-    limit: int | None = None  # use only the first `limit` rows (quick tests)
-
-    def __post_init__(self) -> None:
-        for key in ("period", "test_length", "window"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"data.{key}={getattr(self, key)}: must be a positive integer")
-        if self.limit is not None and self.limit <= 0:
-            raise ConfigError(f"data.limit={self.limit}: must be a positive integer")
-
-
-@dataclass
 class SeriesConfig:
     """p(y_t | y_<t) = StudentT or Normal, with parameters from a network over lagged values.
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from genforge.config import TrainConfig
+from genforge.errors import ConfigError
 from genforge.families.vae.config import VAEConfig
 from genforge.families.vae.nets import VAE
 from genforge.training.contract import Batch, StepContext, bare
@@ -36,6 +37,12 @@ class VAEObjective:
         params = [p for p in vae.parameters() if p.requires_grad]
         return {"vae": torch.optim.Adam(params, lr=train.lr, betas=train.betas,
                                         weight_decay=train.weight_decay)}
+
+    def check_privacy(self) -> None:
+        if self.cfg.likelihood == "gaussian" and self.cfg.obs_sigma is None:
+            raise ConfigError("model.likelihood=gaussian with a learned sigma and privacy: "
+                              "sigma is used outside the net's forward, where Opacus sees no "
+                              "per-sample gradient; set model.obs_sigma (e.g. 0.1)")
 
     def nll(self, vae: torch.nn.Module, out: torch.Tensor, x: torch.Tensor,
             known: torch.Tensor | None = None) -> torch.Tensor:

@@ -17,20 +17,51 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from genforge.data import find_in_roots
-from genforge.data.errors import DataError
-from genforge.families.ar.config import TextDataConfig
-from genforge.families.ar.tokenizer import bpe_tokenizer, char_tokenizer, encode_corpus
-from genforge.training.contract import Batch
+from genforge.data.batches import Batch
+from genforge.data.roots import find_in_roots
+from genforge.data.tokenizer import bpe_tokenizer, char_tokenizer, encode_corpus
+from genforge.errors import ConfigError, DataError
 
 CACHE_VERSION = 1  # bump when the cached arrays' meaning changes
+
+
+@dataclass
+class TextDataConfig:
+    """A UTF-8 corpus, its tokenizer and the training windows.
+
+    `path` is a .txt file or a folder of them, absolute or relative to a data root
+    (`data.root` / `--data-root`, then `GENFORGE_DATA`, then the repo's `data/`). The last
+    `val_fraction` of the corpus, cut at a line start, is the validation split.
+    """
+
+    dataset: str = "tinyshakespeare"  # a name for the record
+    path: str = "text/tinyshakespeare.txt"
+    root: str | None = None
+    tokenizer: Literal["char", "bpe"] = "char"  # characters (any script) or byte-level BPE
+    vocab_size: int = 2048  # bpe only: merges learned on the training split
+    val_fraction: float = 0.1
+    block_size: int = 256  # tokens a training window feeds the model
+    limit: int | None = None  # use only the first `limit` lines (quick tests)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ConfigError(f"data.val_fraction={self.val_fraction}: must be in (0, 0.5)")
+        if self.block_size < 2:
+            raise ConfigError(f"data.block_size={self.block_size}: must be >= 2")
+        if self.tokenizer == "bpe" and self.vocab_size < 258:
+            raise ConfigError(f"data.vocab_size={self.vocab_size}: a byte-level BPE needs "
+                              "at least 258 (256 bytes + end-of-text + one merge)")
+        if self.limit is not None and self.limit <= 0:
+            raise ConfigError(f"data.limit={self.limit}: must be a positive integer")
 
 
 class TextData:
@@ -67,9 +98,14 @@ class TextData:
     def preview_condition(self, n: int) -> None:
         return None
 
-    def write_samples(self, samples: list[str], stem: Path) -> Path:
-        from genforge.families.ar.generate import write_texts
+    def privacy_records(self) -> tuple[int, str]:
+        """DP-SGD's record: a training window (genforge/training/privacy.py)."""
+        t = self.cfg.block_size + 1
+        return len(self.train) - self.cfg.block_size, (
+            f"one window of {t} tokens; windows overlap, so one token is in up to {t} of them "
+            "and a per-token or per-document guarantee is weaker (group privacy)")
 
+    def write_samples(self, samples: list[str], stem: Path) -> Path:
         return write_texts(samples, stem.with_suffix(".txt"))
 
 
@@ -111,8 +147,8 @@ def load_text(cfg: TextDataConfig, data_root: str | Path | None = None) -> TextD
         _build_cache(folder, _decode(raw, path), cfg)
     meta = json.loads((folder / "meta.json").read_text())
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    train = np.load(folder / "train.npy", mmap_mode="r")
-    val = np.load(folder / "val.npy", mmap_mode="r")
+    train = np.load(folder / "train.npy", mmap_mode="r", allow_pickle=False)
+    val = np.load(folder / "val.npy", mmap_mode="r", allow_pickle=False)
     record = {
         "corpus": {"path": cfg.path, "sha256": hashlib.sha256(raw).hexdigest(),
                    "limit_lines": cfg.limit},
@@ -203,3 +239,50 @@ def _build_cache(folder: Path, text: str, cfg: TextDataConfig) -> None:
         os.replace(tmp, folder)
     except OSError:  # another process built the same cache first: use theirs
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_texts(texts: Sequence[str], out: Path | str) -> Path | str:
+    """Texts to out: .txt (samples between '=== sample i ===' lines), .jsonl or .json."""
+    out = Path(out)
+    if out.suffix == ".txt":
+        body = "".join(f"=== sample {i} ===\n{t}\n" for i, t in enumerate(texts))
+    elif out.suffix == ".jsonl":
+        body = "".join(json.dumps({"sample": i, "text": t}, ensure_ascii=False) + "\n"
+                       for i, t in enumerate(texts))
+    elif out.suffix == ".json":
+        body = json.dumps(list(texts), ensure_ascii=False, indent=1) + "\n"
+    else:
+        raise ConfigError(f"--out {out}: text samples go to a .txt, .jsonl or .json file, "
+                          "or - for the terminal")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def format_texts(texts: Sequence[str]) -> str:
+    """Texts as the terminal shows them: one alone, or several between '=== sample i ===' lines."""
+    if len(texts) == 1:
+        return texts[0] + "\n"
+    return "".join(f"=== sample {i} ===\n{t}\n" for i, t in enumerate(texts))
+
+
+class TextOutput:
+    """Texts out of a model: a list of str, written as .txt, .jsonl or .json."""
+
+    default_out = "-"  # the CLI prints text unless --out names a file
+    default_n = 1
+    suffixes = (".txt", ".jsonl", ".json")
+
+    def decode(self, samples: list[str], info: dict[str, Any]) -> list[str]:
+        return samples
+
+    def write(self, values: Sequence[str], path: Path, info: dict[str, Any], *,
+              nrow: int | None = None, provenance: dict[str, Any] | None = None) -> Path:
+        from genforge.labelling import embed_provenance
+
+        written = Path(write_texts(values, path))
+        if provenance is not None and str(path) != "-":  # sidecar; a field of a JSON object
+            embed_provenance(written, provenance)
+        return written

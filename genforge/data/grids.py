@@ -9,10 +9,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from genforge.data.atomic import atomic_path
+
 
 def make_grid(images: torch.Tensor | np.ndarray, nrow: int | None = None,
               padding: int = 2, pad_value: int = 0) -> np.ndarray:
     """uint8 (N, C, H, W) -> one uint8 image (H', W', C) with `nrow` images a row."""
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu()
     images = np.asarray(images)
     n, c, h, w = images.shape
     nrow = nrow or math.ceil(math.sqrt(n))
@@ -27,13 +31,12 @@ def make_grid(images: torch.Tensor | np.ndarray, nrow: int | None = None,
 
 
 def save_image(images: torch.Tensor | np.ndarray, path: str | Path,
-               nrow: int | None = None) -> Path:
+               nrow: int | None = None, padding: int = 2) -> Path:
     """Write uint8 (N, C, H, W) images as one PNG grid, through a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    grid = make_grid(images, nrow=nrow)
+    grid = make_grid(images, nrow=nrow, padding=padding)
     picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
-    tmp = path.with_name(f".{path.name}.tmp")
-    picture.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # a full disk leaves no half-written file
+        picture.save(tmp, format="PNG")
     return path

@@ -13,16 +13,55 @@ from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
-from genforge.data import find_in_roots
-from genforge.data.errors import DataError
-from genforge.families.series.config import SeriesDataConfig
-from genforge.training.contract import Batch
+from genforge.data.batches import Batch
+from genforge.data.roots import find_in_roots
+from genforge.data.series_sources import csv_rows
+from genforge.errors import ConfigError, DataError
+
+
+@dataclass
+class SeriesDataConfig:
+    """Univariate or multivariate series from a CSV file with a header row.
+
+    The first column is the time index (kept as labels); the values are `columns` (comma
+    separated) or every other numeric column. The last `test_length` rows are held out for
+    evaluation; the model trains on windows of the rows before them. Values are transformed
+    (log), differenced if asked, then standardised with the training rows' mean and std.
+    """
+
+    dataset: str = "airline"  # a name for the record
+    path: str = "timeseries/airline_passengers.csv"  # absolute, or under a data root
+    root: str | None = None
+    columns: str | None = None  # e.g. "realgdp,realcons"; null = every numeric column
+    period: int = 12  # seasonal period (12 monthly, 4 quarterly, 52 weekly; 1 = none)
+    transform: Literal["none", "log"] = "none"
+    difference: bool = False  # model y_t - y_(t-1) (after the transform)
+    test_length: int = 24  # held-out tail rows
+    window: int = 48  # time steps a training window predicts
+    limit: int | None = None  # use only the first `limit` rows (quick tests)
+    layout: Literal["long", "wide"] = "long"  # wide: a row per year, a column per season
+    fill: Literal["none", "interpolate"] = "none"  # blank cells: refuse, or interpolate
+    # rows just before the held-out tail kept out of training: forecasts from origins in them
+    # calibrate the intervals (genforge.data.series_calibration); 0 = no calibration
+    calibration_length: int = 0
+    calibration_stride: int = 1  # steps between calibration origins
+
+    def __post_init__(self) -> None:
+        for key in ("period", "test_length", "window", "calibration_stride"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"data.{key}={getattr(self, key)}: must be a positive integer")
+        if self.limit is not None and self.limit <= 0:
+            raise ConfigError(f"data.limit={self.limit}: must be a positive integer")
+        if self.calibration_length < 0:
+            raise ConfigError(f"data.calibration_length={self.calibration_length}: must be 0 "
+                              "(no calibration) or a positive number of rows")
 
 
 class SeriesData:
@@ -32,17 +71,19 @@ class SeriesData:
                  values: np.ndarray, source: str) -> None:
         self.cfg, self.times, self.columns = cfg, times, columns
         self.values = values  # (N, D) float64, original units
-        self.train_rows = len(values) - cfg.test_length
+        self.train_rows = len(values) - cfg.test_length  # rows before the held-out tail
+        self.fit_rows = self.train_rows - cfg.calibration_length  # rows the model trains on
         self.lags = [1] if cfg.period == 1 else [1, cfg.period]
         z_all = _transform(values, cfg.transform, cfg.difference)
-        z_train = z_all[: self.train_rows - int(cfg.difference)]
+        z_train = z_all[: max(0, self.fit_rows - int(cfg.difference))]
+        need = max(self.lags) + cfg.window
+        if len(z_train) < need:  # before the statistics: none of an empty slice
+            raise DataError(f"{source}: {len(z_train)} training steps after the held-out tail "
+                            f"of {cfg.test_length} and {cfg.calibration_length} calibration "
+                            f"rows; a window needs {need} (lags + data.window): shorten "
+                            "data.window, data.test_length or data.calibration_length")
         self.mean, self.std = z_train.mean(0), z_train.std(0) + 1e-8
         self.z = ((z_train - self.mean) / self.std).astype(np.float32)  # (N_train', D)
-        need = max(self.lags) + cfg.window
-        if len(self.z) < need:
-            raise DataError(f"{source}: {len(self.z)} training steps after the held-out tail "
-                            f"of {cfg.test_length}; a window needs {need} (lags + "
-                            "data.window): shorten data.window or data.test_length")
         self.source = source
 
     def info(self) -> dict[str, Any]:
@@ -51,10 +92,13 @@ class SeriesData:
             "kind": "series", "dataset": c.dataset, "path": c.path, "columns": self.columns,
             "times": self.times, "history": self.values.tolist(),
             "train_rows": self.train_rows, "test_length": c.test_length,
+            "fit_rows": self.fit_rows, "calibration_length": c.calibration_length,
+            "calibration_stride": c.calibration_stride,
             "period": c.period, "lags": self.lags, "window": c.window,
             "transform": c.transform, "difference": c.difference,
             "mean": self.mean.tolist(), "std": self.std.tolist(),
-            "split": "the last test_length rows are held out; scaling uses the rows before",
+            "split": "the last test_length rows are held out; the calibration_length rows "
+                     "before them calibrate; the model and its scaling use the rows before",
         }
 
     def stream(self, *, batch_size: int, seed: int, rank: int = 0, world: int = 1,
@@ -66,6 +110,13 @@ class SeriesData:
 
     def preview_condition(self, n: int) -> None:
         return None
+
+    def privacy_records(self) -> tuple[int, str]:
+        """DP-SGD's record: a training window (genforge/training/privacy.py)."""
+        span = max(self.lags) + self.cfg.window
+        return len(self.z) - span + 1, (
+            f"one window of {span} time steps; windows overlap, so one time step is in up to "
+            f"{span} of them and a per-step guarantee is weaker (group privacy)")
 
     def write_samples(self, samples: torch.Tensor, stem: Path) -> Path:
         return write_paths(samples, stem.with_suffix(".csv"), self.columns)
@@ -101,7 +152,13 @@ class SeriesStream:
 
 def load_series(cfg: SeriesDataConfig, data_root: str | Path | None = None) -> SeriesData:
     path = find_in_roots(cfg.path, data_root or cfg.root, "the CSV")
-    times, columns, values = read_csv(path, cfg.columns)
+    if cfg.layout == "long" and cfg.fill == "none":
+        times, columns, values = read_csv(path, cfg.columns)
+    else:  # a wide table or gaps to fill
+        from genforge.data.series_sources import read_series
+
+        times, columns, values = read_series(path, cfg.columns, layout=cfg.layout,
+                                             fill=cfg.fill)
     if cfg.limit is not None:
         times, values = times[: cfg.limit], values[: cfg.limit]
     if cfg.transform == "log" and (values <= 0).any():
@@ -113,9 +170,7 @@ def load_series(cfg: SeriesDataConfig, data_root: str | Path | None = None) -> S
 
 def read_csv(path: Path, columns: str | None) -> tuple[list[str], list[str], np.ndarray]:
     """(time labels, value column names, values (N, D)); the first column is the time."""
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    header, body = rows[0], [r for r in rows[1:] if r]
+    header, body = csv_rows(path)
     wanted = [c.strip() for c in columns.split(",")] if columns else None
     if wanted:
         missing = [c for c in wanted if c not in header]
@@ -189,3 +244,23 @@ def write_paths(samples: torch.Tensor, out: Path | str, columns: list[str]) -> P
         raise ConfigError(f"--out {out}: series paths go to a .csv or .npz file")
     tmp.replace(out)
     return out
+
+
+class SeriesOutput:
+    """Sample paths out of a model: float (n, horizon, D), written as CSV rows or an .npz."""
+
+    default_out = "forecast.csv"
+    default_n = 100
+    suffixes = (".csv", ".npz")
+
+    def decode(self, samples: torch.Tensor, info: dict[str, Any]) -> torch.Tensor:
+        return samples
+
+    def write(self, values: torch.Tensor, path: Path, info: dict[str, Any], *,
+              nrow: int | None = None, provenance: dict[str, Any] | None = None) -> Path:
+        from genforge.labelling import embed_provenance
+
+        written = write_paths(values, path, info["columns"])
+        if provenance is not None:  # a sidecar <file>.provenance.json (CSV, NPZ)
+            embed_provenance(written, provenance)
+        return written

@@ -11,6 +11,9 @@ from typing import Annotated
 
 import typer
 
+from genforge.cli.common import user_errors
+from genforge.errors import ConfigError
+
 FORMATS = ("llama2c",)
 
 
@@ -22,10 +25,7 @@ def convert_command(
         help="llama2c: its tokenizer .bin (default: tokenizer.bin beside the checkpoint).")] = None,
 ):
     """Convert a checkpoint into a transformers folder (config.json, safetensors, tokenizer)."""
-    from genforge.cli import EXPECTED_ERRORS, _fail
-    from genforge.config import ConfigError
-
-    try:
+    with user_errors():
         if fmt not in FORMATS:
             raise ConfigError(f"format {fmt!r}: allowed values are {', '.join(FORMATS)}")
         from genforge.families.ar.convert import convert_llama2c
@@ -35,6 +35,4 @@ def convert_command(
             raise ConfigError(f"{tok}: no such tokenizer file; pass --tokenizer (llama2.c's "
                               "tokenizer.bin, or tok512.bin etc. for a custom vocabulary)")
         folder = convert_llama2c(checkpoint, tok, out)
-    except EXPECTED_ERRORS as err:
-        _fail(err)
     typer.echo(f"wrote {folder}; try: genforge sample {folder} --prompt \"Once upon a time\"")

@@ -1,0 +1,230 @@
+"""`genforge sample` and `genforge complete`: thin adapters over GenerativeModel.
+
+The family-specific flags of `sample` are made from genforge.registry.SAMPLE_OPTIONS, the
+same definitions the server's request fields come from; a flag is passed on only when given,
+and a family that does not take it refuses it in one line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from genforge.cli.common import user_errors
+from genforge.errors import ConfigError
+from genforge.registry import SAMPLE_OPTIONS
+
+
+def sample(run: str, n: int | None, seed: int, label: int | None, out: str | None,
+           nrow: int | None, device: str, stream: bool, watermark: bool = False,
+           no_provenance: bool = False, **given: Any) -> None:
+    """Draw samples from a trained run (images, text or series paths) into --out. Every file
+    carries a provenance record (--no-provenance skips it); --watermark adds an invisible
+    keyed watermark to images and text (key: the run's labelling.key or
+    GENFORGE_WATERMARK_KEY)."""
+    from genforge.api import load
+    from genforge.data.text import format_texts
+
+    options = {k: v for k, v in given.items() if v is not None}
+    with user_errors():
+        options = {k: SAMPLE_OPTIONS[k].check(v) for k, v in options.items()}
+        model = load(run, device=device)
+        out = out or model.output.default_out
+        n = n if n is not None else model.output.default_n
+        if model.modality != "text" and (stream or out == "-"):
+            raise ConfigError("--stream and --out - (the terminal) apply to text models only; "
+                              f"{model.modality} samples go to "
+                              f"{', '.join(model.output.suffixes)} files")
+        if stream and out == "-":
+            options["on_text"] = _print_piece  # the first text, as its tokens come
+        key = _watermark_key(model, out, n, nrow) if watermark else None
+        if model.modality == "tables":  # chunk by chunk into the file: bounded memory for any n
+            if label is not None:
+                raise ConfigError("--label: tables models are conditioned with --where")
+            samples = model.sample_chunks(n, seed=seed, **options)
+        else:
+            samples = model.sample(n, seed=seed, label=label,
+                                   watermark=key if model.modality == "text" else None,
+                                   **options)
+        if out != "-":
+            record = None if no_provenance else model.provenance_record(
+                seed=seed, **({"watermark": _scheme(model.modality)} if key else {}))
+            model.write(samples, Path(out), nrow=nrow, provenance=record,
+                        watermark=key if model.modality == "images" else None)
+    if out != "-":
+        typer.echo(f"wrote {n} samples to {out}")
+    elif stream:
+        sys.stdout.write("\n" + "".join(f"\n=== sample {i} ===\n{t}\n"
+                                         for i, t in enumerate(samples[1:], 1)))
+    else:
+        sys.stdout.write(format_texts(samples))
+    sys.stdout.flush()
+
+
+def _watermark_key(model: Any, out: str, n: int, nrow: int | None) -> bytes:
+    """The run's watermark key; refuses models and image sizes the watermark cannot take
+    before any sampling is done."""
+    import math
+
+    from genforge.labelling import KEY_ENV
+    from genforge.labelling.image_watermark import check_size
+
+    if model.modality not in ("images", "text"):
+        raise ConfigError(f"--watermark: applies to images and text, not {model.modality}")
+    key = model.labelling_key()
+    if not key:
+        raise ConfigError(f"--watermark needs a key: set labelling.key in the run's config or "
+                          f"the {KEY_ENV} environment variable")
+    if model.modality == "images":
+        side = int(model.data_info.get("image_size", 0))
+        if Path(out).suffix == ".png":  # the grid is the image that carries the mark
+            cols = nrow or math.ceil(math.sqrt(n))
+            check_size(math.ceil(n / cols) * (side + 2) + 2, cols * (side + 2) + 2)
+        else:
+            check_size(side, side)
+    return key
+
+
+def _scheme(modality: str) -> str:
+    from genforge.labelling import image_watermark, text_watermark
+
+    return image_watermark.SCHEME if modality == "images" else text_watermark.SCHEME
+
+
+def _print_piece(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _with_option_flags(fn: Any) -> Any:
+    """Give `fn` typer parameters: the common ones, then one per SAMPLE_OPTIONS entry."""
+    common = [
+        ("run", Annotated[str, typer.Argument(help="Run folder (or a transformers folder).")],
+         inspect.Parameter.empty),
+        ("n", Annotated[int | None, typer.Option(help="Number of samples (the modality's "
+                                                      "default: 64 images, 1 text).")], None),
+        ("seed", Annotated[int, typer.Option(help="Random seed.")], 0),
+        ("label", Annotated[int | None, typer.Option(help="Class label (conditional "
+                                                          "models).")], None),
+        ("out", Annotated[str | None, typer.Option(help="A .png grid or an .npz; text: .txt, "
+                                                        ".jsonl or - (the terminal); series: "
+                                                        ".csv or .npz.")], None),
+        ("nrow", Annotated[int | None, typer.Option(help="Images per grid row.")], None),
+        ("device", Annotated[str, typer.Option(help="cpu or cuda.")], "cpu"),
+        ("stream", Annotated[bool, typer.Option(help="Text: print tokens as they come.")],
+         False),
+        ("watermark", Annotated[bool, typer.Option(
+            "--watermark", help="Add an invisible keyed watermark (images, text); key: the "
+            "run's labelling.key or GENFORGE_WATERMARK_KEY.")], False),
+        ("no_provenance", Annotated[bool, typer.Option(
+            "--no-provenance", help="Write no provenance record (on by default).")], False),
+    ]
+    params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=hint,
+                                default=default) for name, hint, default in common]
+    for option in SAMPLE_OPTIONS.values():
+        kind = list[str] if option.type is list else option.type
+        hint = Annotated[kind | None, typer.Option(help=option.help)]
+        params.append(inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY,
+                                        annotation=hint, default=None))
+
+    def command(**kwargs: Any) -> None:
+        fn(**kwargs)
+
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    command.__doc__ = fn.__doc__
+    command.__name__ = fn.__name__
+    return command
+
+
+sample_command = _with_option_flags(sample)
+
+
+def complete(
+    run: Annotated[str, typer.Argument(help="Run folder.")],
+    input: Annotated[str, typer.Option(help=".npz/.npy/.png images, or DATASET:SPLIT; tables: "
+                                            "a .csv/.parquet of rows with empty cells.")],
+    mask: Annotated[str, typer.Option(help="bottom-half, top-half, left-half, right-half, "
+                                           "center, random:P, or a mask file.")] = "bottom-half",
+    out: Annotated[str, typer.Option(help="A .png grid or an .npz.")] = "filled.png",
+    n: Annotated[int, typer.Option(help="Images to take from DATASET:SPLIT.")] = 16,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    method: Annotated[str | None, typer.Option(
+        help="VAE: optimize or iterate; diffusion: repaint or replace.")] = None,
+    steps: Annotated[int | None, typer.Option(
+        help="VAE: iterations; diffusion: noise levels.")] = None,
+    jump: Annotated[int | None, typer.Option(help="Diffusion repaint: levels per jump.")] = None,
+    resample: Annotated[int | None, typer.Option(
+        help="Diffusion repaint: resampling rounds per jump.")] = None,
+    show_input: Annotated[bool, typer.Option(help="Rows of original, masked, filled.")] = False,
+    no_provenance: Annotated[bool, typer.Option(
+        "--no-provenance", help="Write no provenance record (on by default).")] = False,
+):
+    """Fill in the masked pixels of images: a VAE optimises or iterates its latent, a diffusion
+    model keeps the known pixels at every noise level (RePaint resampling by default)."""
+    from genforge.api import load
+
+    with user_errors():
+        model = load(run)
+        if model.modality == "tables":
+            rows = _complete_rows(model, input, out, seed, no_provenance)
+    if model.modality == "tables":
+        typer.echo(f"wrote {rows} completed rows to {_table_out(out)}")
+        return
+    with user_errors():
+        images, labels = _read_input(input, n)
+        given = {"method": method, "steps": steps, "jump": jump, "resample": resample}
+        options = {k: v for k, v in given.items() if v is not None}
+        label = labels if model.num_classes and labels is not None else None
+        filled = model.complete(images, mask, seed=seed, label=label, **options)
+        if show_input:
+            filled = _compare(images, filled, mask, seed)
+        record = None if no_provenance else model.provenance_record(
+            seed=seed, operation="complete", mask=mask, input=Path(input).name)
+        model.write(filled, Path(out), nrow=images.shape[0] if show_input else None,
+                    provenance=record)
+    typer.echo(f"wrote {len(images)} completed images to {out}")
+
+
+def _table_out(out: str) -> str:
+    return "filled.csv" if out == "filled.png" else out  # the images default does not apply
+
+
+def _complete_rows(model: Any, input: str, out: str, seed: int, no_provenance: bool) -> int:
+    """Tables: fill the empty cells of the rows in --input (.csv/.parquet) into --out."""
+    filled = model.complete_rows(input, seed=seed)
+    record = None if no_provenance else model.provenance_record(
+        seed=seed, operation="complete", input=Path(input).name)
+    model.write(filled, Path(_table_out(out)), provenance=record)
+    return len(filled)
+
+
+def _read_input(spec: str, n: int):
+    import numpy as np
+
+    from genforge.api import read_images
+
+    if not Path(spec).exists() and ":" in spec and "/" not in spec:
+        from genforge.config import DataConfig
+        from genforge.data.images import load_images
+
+        dataset, split = spec.split(":", 1)
+        data = load_images(DataConfig(dataset=dataset, split=split, limit=n))
+        return data.images.numpy(), None if data.labels is None else data.labels.numpy()
+    images, labels = read_images(spec)
+    return np.ascontiguousarray(images[:n]), None if labels is None else labels[:n]
+
+
+def _compare(images, filled, mask: str, seed: int):
+    """Stack original, masked (missing pixels grey) and filled images for a side-by-side grid."""
+    import torch
+
+    from genforge.data.masks import make_mask
+
+    x = torch.as_tensor(images)
+    m = make_mask(mask, tuple(x.shape), seed=seed).expand_as(x)
+    return torch.cat([x, torch.where(m, torch.full_like(x, 128), x), filled])

@@ -1,0 +1,115 @@
+"""`evaluate_run`: a run's metrics and report, by its modality.
+
+    lines, paths = evaluate_run("runs/dcgan1", EvalOptions(n=10000))
+
+Each modality's evaluator (EVALUATORS) gets the loaded model through the public API and
+writes metrics.json + report.html; it returns summary lines for the CLI to show. A new
+modality adds one function here and its metrics module beside this one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from genforge.api import GenerativeModel, load
+from genforge.errors import ConfigError
+from genforge.eval.pipeline import EvalOptions
+from genforge.eval.privacy import add_privacy
+
+IMAGE_SUMMARY = (("fid", "FID"), ("kid", "KID"), ("precision", "precision"),
+                 ("recall", "recall"), ("density", "density"), ("coverage", "coverage"))
+
+EVALUATORS: dict[str, str] = {
+    "images": "genforge.eval.runs:evaluate_images",
+    "text": "genforge.eval.runs:evaluate_text_run",
+    "series": "genforge.eval.runs:evaluate_series_run",
+    "audio": "genforge.eval.runs:evaluate_audio_run",
+}
+
+
+def default_out(run: str | None, fake: str | None) -> str:
+    """Beside what was evaluated: RUN/eval, or <fake file without suffix>-eval/."""
+    if run is not None:
+        return str(Path(run) / "eval")
+    path = Path(str(fake))
+    return str(path.with_name(f"{path.stem}-eval"))
+
+
+def evaluate_run(run: str, options: EvalOptions, out: str | None = None,
+                 n_given: bool = True) -> tuple[list[str], dict[str, Path]]:
+    """Evaluate the run folder `run` by its modality; (summary lines, written paths)."""
+    model = load(run)
+    if model.modality not in EVALUATORS:
+        raise ConfigError(f"{run}: no evaluation for {model.modality} models yet")
+    module, _, name = EVALUATORS[model.modality].partition(":")
+    evaluator = getattr(importlib.import_module(module), name)
+    lines, paths = evaluator(model, options, out or default_out(run, None), n_given)
+    return lines + add_privacy(run, paths), paths  # a DP-SGD run's guarantee, any modality
+
+
+def evaluate_fakes(fake: str, options: EvalOptions,
+                   out: str | None = None) -> tuple[list[str], dict[str, Path]]:
+    """Two image sets (--real, --fake) instead of a run."""
+    from genforge.eval.pipeline import evaluate
+
+    return _image_lines(evaluate(None, fake=fake, options=options), out or default_out(None, fake))
+
+
+def evaluate_images(model: GenerativeModel, options: EvalOptions, out: str,
+                    n_given: bool) -> tuple[list[str], dict[str, Path]]:
+    from genforge.eval.pipeline import evaluate
+
+    return _image_lines(evaluate(str(model.path), options=options), out)
+
+
+def _image_lines(result: Any, out: str) -> tuple[list[str], dict[str, Path]]:
+    from genforge.eval.report import write_report
+
+    paths = write_report(result, out)
+    lines = []
+    for name, block in result.metrics["features"].items():
+        values = block["metrics"]
+        lines.append(f"{name}: " + ", ".join(
+            f"{label} {values[key]['mean'] if key == 'kid' else values[key]:.4g}"
+            for key, label in IMAGE_SUMMARY))
+    if "previous" in paths:
+        lines.append(f"the previous evaluation was moved to {paths['previous']}")
+    return lines, paths
+
+
+def evaluate_text_run(model: GenerativeModel, options: EvalOptions, out: str,
+                      n_given: bool) -> tuple[list[str], dict[str, Path]]:
+    from genforge.eval.text import evaluate_text, write_text_report
+
+    metrics = evaluate_text(model, n_samples=options.n if n_given else 64, seed=options.seed,
+                            data_root=options.data_root)
+    paths = write_text_report(metrics, out, run_dir=model.path)
+    keys = ("val_loss", "perplexity", "bits_per_char", "distinct_2", "copy_rate_8")
+    return [_line(metrics["metrics"], keys)], paths
+
+
+def evaluate_series_run(model: GenerativeModel, options: EvalOptions, out: str,
+                        n_given: bool) -> tuple[list[str], dict[str, Path]]:
+    from genforge.eval.series import evaluate_series, write_series_report
+
+    metrics = evaluate_series(model, n_paths=options.n if n_given else 200, seed=options.seed)
+    paths = write_series_report(metrics, out, run_dir=model.path, info=model.data_info)
+    keys = ("crps", "mase", "mase_relative_to_seasonal_naive", "coverage_50", "coverage_80",
+            "coverage_95")
+    return [_line(metrics["metrics"], keys)], paths
+
+
+def evaluate_audio_run(model: GenerativeModel, options: EvalOptions, out: str,
+                       n_given: bool) -> tuple[list[str], dict[str, Path]]:
+    from genforge.eval.audio import evaluate_audio, summary_lines, write_audio_report
+
+    metrics, clips = evaluate_audio(model, n=options.n if n_given else 500, seed=options.seed,
+                                    data_root=options.data_root, classifier=options.classifier)
+    paths = write_audio_report(metrics, clips, out, run_dir=model.path)
+    return summary_lines(metrics), paths
+
+
+def _line(values: dict[str, Any], keys: tuple[str, ...]) -> str:
+    return ", ".join(f"{k} {values[k]:.4g}" for k in keys if values.get(k) is not None)

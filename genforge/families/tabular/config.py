@@ -1,0 +1,75 @@
+"""The tabular family's `model:` section: one of four synthesizers and its sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from genforge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from genforge.config import RunConfig
+
+KINDS = ("copula", "tvae", "ctgan", "tabddpm")
+
+
+@dataclass
+class TabularConfig:
+    """kind: copula (Gaussian copula over the marginals), tvae (a VAE on mode-specific
+    normalised rows), ctgan (a conditional WGAN-GP with a PacGAN critic and training-by-
+    sampling) or tabddpm (Gaussian diffusion on numbers, multinomial diffusion on categories).
+
+    max_modes: mixture components per numeric column (tvae, ctgan); hidden/layers: MLP sizes;
+    latent_dim: TVAE latent and CTGAN noise size; pac: rows per PacGAN critic input;
+    timesteps / schedule: TabDDPM's noise levels; sample_chunk: rows generated per pass.
+    """
+
+    kind: Literal["copula", "tvae", "ctgan", "tabddpm"] = "tabddpm"
+    hidden: int = 256
+    layers: int = 3
+    latent_dim: int = 128
+    max_modes: int = 10
+    dropout: float = 0.0
+    # tvae
+    loss_factor: float = 2.0
+    # ctgan
+    pac: int = 10
+    gp_weight: float = 10.0
+    tau: float = 0.2
+    # tabddpm
+    timesteps: int = 100
+    schedule: Literal["cosine", "linear"] = "cosine"
+    # all
+    sample_chunk: int = 20000
+    max_rejection_rounds: int = 50  # conditional sampling by rejection gives up after these
+
+    def __post_init__(self) -> None:
+        for key in ("hidden", "layers", "latent_dim", "max_modes", "pac", "timesteps",
+                    "sample_chunk", "max_rejection_rounds"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"model.{key}={getattr(self, key)}: must be a positive integer")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"model.dropout={self.dropout}: must be in [0, 1)")
+
+    def check_run(self, cfg: RunConfig) -> None:
+        t = cfg.train
+        if self.kind == "ctgan" and t.batch_size % (self.pac * t.grad_accum):
+            raise ConfigError(f"model.kind=ctgan: train.batch_size={t.batch_size} must be a "
+                              f"multiple of model.pac={self.pac} x train.grad_accum")
+        if self.kind == "copula" and t.ema_decay is not None:
+            raise ConfigError("model.kind=copula counts statistics, it has no weights to "
+                              "average: drop train.ema_decay")
+        privacy = getattr(cfg, "privacy", None)
+        private = privacy is not None and (getattr(privacy, "epsilon", None) is not None or
+                                           getattr(privacy, "noise_multiplier", None) is not None)
+        if self.kind == "copula" and private:
+            raise ConfigError("model.kind=copula is not trained by gradients, so DP-SGD cannot "
+                              "privatise it: use tvae, ctgan or tabddpm with privacy.epsilon")
+        if self.kind == "ctgan" and private and self.pac != 1:
+            raise ConfigError(f"model.pac={self.pac} with privacy: a PacGAN critic takes pac rows "
+                              "as one example, so clipping would bound groups, not rows; set "
+                              "model.pac=1")
+
+    def check_data(self, info: dict[str, Any]) -> None:
+        if info.get("kind") != "tables":
+            raise ConfigError(f"the tabular family learns tables, not {info.get('kind')}")

@@ -1,0 +1,213 @@
+"""What the four tabular synthesizers share: chunked sampling, conditions, imputation.
+
+    sample(n, seed=0, where={"sex": "Female", "income": ">50K"})  -> EncodedTable
+    iter_sample(n, seed=0, chunk=20000)                           -> EncodedTable chunks
+    complete(frame, seed=0)  -> the frame with its empty cells filled, given cells untouched
+
+A synthesizer implements `_generate(m, cond)`: m encoded rows, where `cond` (categorical
+column -> code, the where-condition) may steer its own conditioning (CTGAN's condition
+vector, TabDDPM's inpainting) or be ignored; rows that do not obey the whole condition are
+rejected afterwards, so samples obey it exactly. Chunk i of a sample is seeded by (seed, i),
+so a long sample streams in bounded memory and its first chunk equals a short sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from genforge.data.table_schema import MISSING, EncodedTable, TableCodec, _decode_numeric
+from genforge.errors import ConfigError
+
+
+def build_objective(cfg: Any, data_info: dict[str, Any]) -> Any:
+    """The registry's constructor: the synthesizer `cfg.kind` names."""
+    if cfg.kind == "copula":
+        from genforge.families.tabular.copula import CopulaObjective as cls
+    elif cfg.kind == "tvae":
+        from genforge.families.tabular.tvae import TVAEObjective as cls
+    elif cfg.kind == "ctgan":
+        from genforge.families.tabular.ctgan import CTGANObjective as cls
+    else:
+        from genforge.families.tabular.tabddpm import TabDDPMObjective as cls
+    return cls(cfg, data_info)
+
+
+class TabularObjective:
+    """Base class; subclasses set `nets`, `sampling_nets` and implement `_generate`."""
+
+    default_out = "samples.csv"
+    default_n = 1000
+    num_classes = 0
+
+    def __init__(self, cfg: Any, data_info: dict[str, Any]) -> None:
+        self.cfg, self.info = cfg, data_info
+        self.codec = TableCodec(data_info)
+        self.n_num = len(self.codec.numeric)
+        self.cards = self.codec.cardinalities
+
+    @property
+    def device(self) -> torch.device:
+        net = self.nets[self.sampling_nets[0]]
+        return next(iter([*net.parameters(), *net.buffers()])).device
+
+    # --- sampling --------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: int, condition: torch.Tensor | None = None,
+               where: dict[str, Any] | str | None = None) -> EncodedTable:
+        """n encoded rows (decode with genforge.data.tables.TablesOutput); `where` fixes
+        columns: {"sex": "Female"}, a number, or a (low, high) pair for a numeric column."""
+        chunks = list(self.iter_sample(n, seed=seed, where=where))
+        return EncodedTable(torch.cat([c.num for c in chunks]), torch.cat([c.cat for c in chunks]))
+
+    @torch.no_grad()
+    def iter_sample(self, n: int, *, seed: int, where: dict[str, Any] | str | None = None,
+                    chunk: int | None = None) -> Iterator[EncodedTable]:
+        chunk = chunk or self.cfg.sample_chunk
+        cond = self.encode_where(where)
+        for i, start in enumerate(range(0, n, chunk)):
+            m = min(chunk, n - start)
+            with torch.random.fork_rng(devices=[] if self.device.type == "cpu" else
+                                       [self.device]):
+                torch.manual_seed(seed * 1_000_003 + i)
+                rows = self._obeying(m, cond, where)
+            rows.start = start
+            yield rows
+
+    def _obeying(self, m: int, cond: dict[str, Any], where: Any) -> EncodedTable:
+        if not cond["cat"] and not cond["num"]:
+            return self._generate(m, cond["cat"])
+        kept_num, kept_cat, have, asked = [], [], 0, 0
+        for _ in range(self.cfg.max_rejection_rounds):
+            rate = have / asked if asked else 1.0
+            want = int(min(max((m - have) / max(rate, 1e-3) * 1.2, 64), 20 * self.cfg.sample_chunk))
+            rows = self._generate(want, cond["cat"])
+            ok = self._obeys(rows, cond)
+            kept_num.append(rows.num[ok])
+            kept_cat.append(rows.cat[ok])
+            have, asked = have + int(ok.sum()), asked + want
+            if have >= m:
+                return EncodedTable(torch.cat(kept_num)[:m], torch.cat(kept_cat)[:m])
+        raise ConfigError(f"where={where}: only {have} of {asked} generated rows obey it; too "
+                          f"rare for this model to sample {m} rows (loosen the condition)")
+
+    def _obeys(self, rows: EncodedTable, cond: dict[str, Any]) -> torch.Tensor:
+        ok = torch.ones(len(rows), dtype=torch.bool, device=rows.cat.device)
+        for j, code in cond["cat"].items():
+            ok &= rows.cat[:, j] == code
+        for j, (lo, hi) in cond["num"].items():
+            col = self.codec.numeric[j]
+            v = rows.num[:, j].double().cpu().numpy() * self.codec.std[j] + self.codec.mean[j]
+            values = _decode_numeric(v, col, None).to_numpy(np.float64)
+            ok &= torch.from_numpy((values >= lo) & (values <= hi)).to(ok.device)
+            if col["missing"] > 0:
+                ok &= rows.cat[:, self.codec.index[col["name"] + MISSING]] == 0
+        return ok
+
+    def encode_where(self, where: dict[str, Any] | str | None) -> dict[str, Any]:
+        """{"cat": {column index: code}, "num": {column index: (low, high)}} in model terms."""
+        from genforge.data.tables import parse_where
+
+        if isinstance(where, str):
+            where = parse_where(where)
+        out: dict[str, Any] = {"cat": {}, "num": {}}
+        columns = {c["name"]: c for c in self.codec.schema["columns"]}
+        for name, value in (where or {}).items():
+            if name not in columns or columns[name]["kind"] == "id":
+                raise ConfigError(f"--where {name}=...: {name!r} is not a generated column; "
+                                  f"columns: {', '.join(c for c in columns)}")
+            if name in self.codec.index:
+                out["cat"][self.codec.index[name]] = self._category_code(name, value)
+            else:
+                out["num"][self.codec.num_index[name]] = _numeric_range(name, value)
+        return out
+
+    def _category_code(self, name: str, value: Any) -> int:
+        cats = self.codec.categorical[self.codec.index[name]]["categories"]
+        for k, c in enumerate(cats):
+            if c == value or (c is not None and str(c) == str(value)) or (
+                    c is None and value in (None, "", "missing")):
+                return k
+        shown = ", ".join(str(c) for c in cats[:20] if c is not None)
+        raise ConfigError(f"--where {name}={value}: not a category of {name!r}; it has {shown}")
+
+    def _generate(self, m: int, cond: dict[int, int]) -> EncodedTable:
+        raise NotImplementedError
+
+    # --- imputation ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def complete(self, frame: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+        """`frame` (typed rows, schema columns) with every empty cell filled; given cells are
+        copied from `frame` itself, so they stay exactly as given."""
+        gaps = frame.isna()
+        enc, known_num, known_cat = self._known(frame, gaps)
+        with torch.random.fork_rng(devices=[] if self.device.type == "cpu" else [self.device]):
+            torch.manual_seed(seed)
+            filled = self._fill(enc, known_num, known_cat)
+        decoded = self.codec.decode(filled)
+        out = frame.copy()
+        for name in out.columns:
+            if name in decoded and gaps[name].any():
+                fill = decoded[name].where(gaps[name].to_numpy(), None)
+                out[name] = out[name].astype(object).where(~gaps[name], fill.astype(object))
+        return out.astype({c: decoded[c].dtype for c in out.columns if c in decoded and
+                           not out[c].isna().any() and decoded[c].dtype != object},
+                          errors="ignore")
+
+    def _known(self, frame: pd.DataFrame, gaps: pd.DataFrame
+               ) -> tuple[EncodedTable, torch.Tensor, torch.Tensor]:
+        """Encoded rows and which model cells are given. An empty numeric cell is to be filled
+        with a number: its missing-indicator is given as 0 (present)."""
+        enc = self.codec.encode(frame)
+        known_num = torch.tensor(~gaps[[c["name"] for c in self.codec.numeric]].to_numpy()
+                                 ).reshape(len(frame), self.n_num)
+        known_cat = torch.ones_like(enc.cat, dtype=torch.bool)
+        for j, col in enumerate(self.codec.categorical):
+            if "indicator_of" in col:
+                enc.cat[:, j] = 0
+            else:
+                known_cat[:, j] = torch.from_numpy(~gaps[col["name"]].to_numpy())
+        return enc, known_num, known_cat
+
+    def _fill(self, enc: EncodedTable, known_num: torch.Tensor, known_cat: torch.Tensor,
+              candidates: int = 64) -> EncodedTable:
+        """Generic imputation: per row, of `candidates` generated rows the one closest on the
+        given cells (standardised distance + category mismatches) fills the gaps."""
+        num, cat = enc.num.clone(), enc.cat.clone()
+        forbid = self._missing_codes()
+        for i in range(len(enc)):
+            rows = self._generate(candidates, {})
+            d = ((rows.num - enc.num[i]).abs() * known_num[i]).sum(1)
+            d = d + ((rows.cat != enc.cat[i]) & known_cat[i]).sum(1).float()
+            bad = ((rows.cat == forbid) & ~known_cat[i]).any(1)
+            best = int((d + bad.float() * 1e6).argmin())
+            num[i] = torch.where(known_num[i], num[i], rows.num[best])
+            cat[i] = torch.where(known_cat[i], cat[i], rows.cat[best])
+        return EncodedTable(num, cat)
+
+    def _missing_codes(self) -> torch.Tensor:
+        """Per categorical column the code of 'missing' (-1 where it has none)."""
+        return torch.tensor([len(c["categories"]) - 1 if c["categories"][-1] is None else -1
+                             for c in self.codec.categorical], dtype=torch.long)
+
+
+def _numeric_range(name: str, value: Any) -> tuple[float, float]:
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return float(value[0]), float(value[1])
+    if isinstance(value, str) and ".." in value:
+        lo, hi = value.split("..", 1)
+        try:
+            return float(lo), float(hi)
+        except ValueError:
+            pass
+    try:
+        return float(value), float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--where {name}={value}: a numeric column takes a number or a "
+                          "range LOW..HIGH") from None

@@ -1,0 +1,210 @@
+"""Dynamic batching: concurrent requests for one model share one forward pass.
+
+One worker thread per model takes the first waiting request, gathers more for up to
+`max_wait_ms` (or until `max_batch` samples), and groups them by everything that changes the
+computation (sampling options, whether a label was given, whether a seed was). Each group runs
+as one `GenerativeModel.sample` call, and its result is cut back into each caller's own rows:
+
+- unseeded requests: one call for the whole group with a fresh seed, rows split by request;
+- seeded requests: one call through `model.sample_batch(requests)` where the API offers it
+  (each request's noise from its own generator, concatenated: the rows are those the request
+  gets alone), otherwise one call per request. Either way a seeded request returns exactly
+  what it returns alone, which is what `seed` promises.
+- text: unseeded requests with the same prompt and options share a call; a seeded or
+  streamed text runs on its own (one generator draws every row of a call, so rows of a
+  shared call are not those of a lone one).
+
+The worker thread is the only one that runs the model, so a model never runs two passes at
+once; requests wait on asyncio futures, so the event loop never blocks on torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from genforge.errors import ConfigError
+
+
+@dataclass
+class Job:
+    """One request's share of a batch; `future` gets its samples or its exception."""
+
+    n: int
+    seed: int | None
+    label: int | list[int] | None
+    options: dict[str, Any]
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    call: Callable[[], Any] | None = None  # a job that runs on its own (a streamed text)
+    cancelled: bool = False
+    queued: float = field(default_factory=time.perf_counter)
+
+    def key(self, text: bool) -> Hashable:
+        options = tuple(sorted((k, _frozen(v)) for k, v in self.options.items()))
+        seeded = self.seed is not None
+        if self.call is not None or (seeded and text):
+            return ("alone", id(self))
+        return (options, self.label is None, seeded)
+
+
+def _frozen(value: Any) -> Hashable:
+    return tuple(value) if isinstance(value, list) else value
+
+
+class Batcher:
+    """The batching queue and worker thread of one model."""
+
+    def __init__(self, model: Any, *, max_batch: int = 64, max_wait_ms: float = 5.0,
+                 enabled: bool = True, max_queue: int = 1024,
+                 observe: Callable[[int, int], None] | None = None) -> None:
+        self.model, self.max_batch, self.max_wait = model, max_batch, max_wait_ms / 1000
+        self.enabled, self.max_queue = enabled, max_queue
+        self.observe = observe  # (requests, samples) of each forward pass, for the metrics
+        self.text = getattr(model, "modality", None) == "text" or \
+            model.data_info.get("kind") == "text"
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, daemon=True, name="genforge-batch")
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    async def submit(self, n: int, *, seed: int | None = None, label: Any = None,
+                     timeout: float | None = None, **options: Any) -> Any:
+        """This request's own samples (what `model.sample(n, seed=seed, ...)` returns)."""
+        return await self._submit(Job(n, seed, label, options, *self._future()), timeout)
+
+    async def run_alone(self, call: Callable[[], Any], timeout: float | None = None) -> Any:
+        """Run `call()` on the model's thread between batches (a streamed text)."""
+        return await self._submit(Job(1, None, None, {}, *self._future(), call=call), timeout)
+
+    def _future(self) -> tuple[asyncio.Future, asyncio.AbstractEventLoop]:
+        loop = asyncio.get_running_loop()
+        return loop.create_future(), loop
+
+    async def _submit(self, job: Job, timeout: float | None) -> Any:
+        if self._queue.qsize() >= self.max_queue:
+            raise QueueFull(f"model queue: {self.max_queue} requests waiting; try again")
+        self._queue.put(job)
+        try:
+            return await asyncio.wait_for(asyncio.shield(job.future), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            job.cancelled = True  # not started yet: the worker skips it
+            raise
+
+    # --- the worker thread --------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            jobs = [first] + (self._gather(first.n) if self.enabled else [])
+            groups: dict[Hashable, list[Job]] = {}
+            for job in jobs:
+                if not job.cancelled:
+                    groups.setdefault(job.key(self.text), []).append(job)
+            for group in groups.values():
+                self._run(group)
+
+    def _gather(self, have: int) -> list[Job]:
+        """More jobs, for up to max_wait after the first, while they fit in max_batch."""
+        jobs: list[Job] = []
+        deadline = time.perf_counter() + self.max_wait
+        while have < self.max_batch:
+            try:
+                job = self._queue.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                break
+            if job is None:
+                self._queue.put(None)  # close after this batch
+                break
+            jobs.append(job)
+            have += job.n
+        return jobs
+
+    def _run(self, group: list[Job]) -> None:
+        try:
+            if group[0].call is not None:
+                results = [group[0].call()]
+            elif group[0].seed is None and len(group) > 1:
+                results = self._shared(group)
+            elif len(group) > 1 and hasattr(self.model, "sample_batch"):
+                self._observe(len(group), sum(j.n for j in group))
+                results = self.model.sample_batch([_request(j) for j in group])
+            else:
+                results = [self._sample(j.n, j.seed, j.label, j.options) for j in group]
+        except BaseException as err:  # every caller of the pass hears of its failure
+            for job in group:
+                job.loop.call_soon_threadsafe(_settle, job.future, None, err)
+            return
+        for job, result in zip(group, results, strict=True):
+            job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+
+    def _shared(self, group: list[Job]) -> list[Any]:
+        """Unseeded requests: one pass of all their rows, cut back per request."""
+        labels = None
+        if group[0].label is not None:
+            labels = [x for j in group for x in
+                      (j.label if isinstance(j.label, list) else [j.label] * j.n)]
+        total = sum(j.n for j in group)
+        self._observe(len(group), total)
+        samples = self._sample(total, None, labels, group[0].options, observe=False)
+        out, start = [], 0
+        for job in group:
+            out.append(_rows(samples, start, start + job.n))
+            start += job.n
+        return out
+
+    def _sample(self, n: int, seed: int | None, label: Any, options: dict[str, Any],
+                observe: bool = True) -> Any:
+        if observe:
+            self._observe(1, n)
+        seed = secrets.randbits(63) if seed is None else seed
+        return self.model.sample(n, seed=seed, label=label, **options)
+
+
+    def _observe(self, requests: int, samples: int) -> None:
+        if self.observe is not None:
+            self.observe(requests, samples)
+
+
+class QueueFull(ConfigError):
+    """Too many requests are waiting for this model (the server answers 503)."""
+
+
+def _request(job: Job) -> dict[str, Any]:
+    return {"n": job.n, "seed": job.seed, "label": job.label, **job.options}
+
+
+def _settle(future: asyncio.Future, result: Any, err: BaseException | None) -> None:
+    if future.done():
+        return
+    if err is not None:
+        future.set_exception(err)
+    else:
+        future.set_result(result)
+
+
+def _rows(samples: Any, start: int, stop: int) -> Any:
+    """Rows start..stop of what `sample` returned (a tensor, an array, a list, a DataFrame)."""
+    if isinstance(samples, torch.Tensor | np.ndarray):
+        return samples[start:stop]
+    if hasattr(samples, "iloc"):
+        return samples.iloc[start:stop].reset_index(drop=True)
+    return type(samples)(samples[start:stop]) if isinstance(samples, list) else \
+        samples[start:stop]

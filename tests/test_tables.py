@@ -1,0 +1,202 @@
+"""Tables: schema, bad input, the four synthesizers (contract, conditions, imputation),
+metrics, chunked writing. A 300-row toy table with every column kind; tiny models."""
+
+from __future__ import annotations
+
+import json
+import tracemalloc
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import genforge
+from genforge.data.table_config import TablesDataConfig
+from genforge.data.tables import load_tables, write_table
+from genforge.errors import ConfigError, DataError
+from genforge.registry import load_config
+
+KINDS = ("copula", "tvae", "ctgan", "tabddpm")
+TINY = ["model.hidden=16", "model.layers=1", "model.latent_dim=8", "model.max_modes=3",
+        "model.timesteps=8", "model.pac=5", "train.max_steps=3", "train.batch_size=50",
+        "train.warmup_steps=0", "train.ema_decay=null", "log.progress=false",
+        "log.tensorboard=false", "log.sample_every=0", "log.sample_n=10", "log.every=1"]
+
+
+def toy_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    sex = rng.choice(["Female", "Male"], n)
+    income = np.where(rng.random(n) < 0.25 + 0.25 * (sex == "Male"), ">50K", "<=50K")
+    score = np.round(rng.normal(50, 10, n), 2)
+    score[rng.random(n) < 0.1] = np.nan
+    return pd.DataFrame({
+        "customer_id": [f"C{i:05d}" for i in range(n)], "age": rng.integers(18, 80, n),
+        "score": score, "sex": sex,
+        "opened": pd.date_range("2020-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+        "vip": rng.choice(["true", "false"], n),
+        "city": rng.choice(["Bonn", "Köln", "Essen", None], n), "income": income})
+
+
+@pytest.fixture(scope="module")
+def toy_csv(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("tables") / "toy.csv"
+    toy_frame().to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def runs(toy_csv, tmp_path_factory) -> dict:
+    """One tiny trained run per synthesizer, shared by the tests below."""
+    out = {}
+    for kind in KINDS:
+        cfg = load_config("tables", [f"data.path={toy_csv}", "data.target=income",
+                                     f"model.kind={kind}", *TINY])
+        out[kind] = genforge.train(cfg, out=tmp_path_factory.mktemp(kind) / "run").run_dir
+    return out
+
+
+def test_schema_inferred_and_round_trips(toy_csv, tmp_path):
+    data = load_tables(TablesDataConfig(path=toy_csv, target="income", test_split=0.2))
+    kinds = {c["name"]: c["kind"] for c in data.schema["columns"]}
+    assert kinds == {"customer_id": "id", "age": "int", "score": "float", "sex": "categorical",
+                     "opened": "datetime", "vip": "boolean", "city": "categorical",
+                     "income": "categorical"}
+    score = next(c for c in data.schema["columns"] if c["name"] == "score")
+    assert score["decimals"] == 2 and 0.05 < score["missing"] < 0.15
+    # encoded and decoded back, every learned cell is as it was
+    back = data.codec.decode(data.encoded)
+    learned = [c for c, k in kinds.items() if k != "id"]
+    pd.testing.assert_frame_equal(back[learned].astype(str), data.train_frame[learned].astype(str))
+    # the schema is plain JSON, and a saved one replaces inference
+    file = tmp_path / "schema.json"
+    file.write_text(json.dumps(data.info()["schema"]))
+    again = load_tables(TablesDataConfig(path=toy_csv, target="income", schema=str(file)))
+    assert again.schema == data.schema
+    overridden = load_tables(TablesDataConfig(path=toy_csv, columns=("age:categorical",
+                                                                     "customer_id:drop")))
+    kinds2 = {c["name"]: c["kind"] for c in overridden.schema["columns"]}
+    assert kinds2["age"] == "categorical" and "customer_id" not in kinds2
+
+
+@pytest.mark.parametrize(("edit", "expect"), [
+    (lambda f: f.iloc[:0], "empty"),
+    (lambda f: f.assign(age=f["age"].astype(object).where(f.index != 41, "forty")),
+     "column 'age' row 42: 'forty' is not a number"),
+    (lambda f: f.assign(city=None), "column 'city' is empty"),
+])
+def test_bad_tables_get_one_line(tmp_path, edit, expect):
+    path = tmp_path / "bad.csv"
+    edit(toy_frame()).to_csv(path, index=False)
+    with pytest.raises(DataError) as err:
+        load_tables(TablesDataConfig(path=str(path), target="income"))
+    message = str(err.value)
+    assert expect in message and str(path) in message and "\n" not in message
+
+
+def test_target_not_a_column(toy_csv):
+    with pytest.raises(DataError, match="data.target='salary' is not a column"):
+        load_tables(TablesDataConfig(path=toy_csv, target="salary"))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_synthesizer_contract_and_schema(runs, kind):
+    model = genforge.load(runs[kind])
+    assert (runs[kind] / "model.safetensors").exists() and model.modality == "tables"
+    df = model.sample(40, seed=1)
+    assert isinstance(df, pd.DataFrame) and len(df) == 40
+    assert list(df.columns) == ["customer_id", "age", "score", "sex", "opened", "vip", "city",
+                                "income"]
+    assert df["age"].between(18, 79).all() and df["age"].dtype == np.int64
+    assert set(df["sex"]) <= {"Female", "Male"} and set(df["vip"].dropna()) <= {True, False}
+    assert df["customer_id"].is_unique
+    assert (df["score"].dropna() == df["score"].dropna().round(2)).all()
+    again = model.sample(40, seed=1)
+    pd.testing.assert_frame_equal(df, again)  # a seed fixes the sample
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_conditional_samples_obey(runs, kind):
+    model = genforge.load(runs[kind])
+    df = model.sample(30, seed=0, where={"sex": "Female", "income": ">50K"})
+    assert len(df) == 30 and (df["sex"] == "Female").all() and (df["income"] == ">50K").all()
+    ranged = model.sample(10, seed=0, where="age=30..50")
+    assert ranged["age"].between(30, 50).all()
+    with pytest.raises(ConfigError, match="not a category of 'sex'"):
+        model.sample(5, where={"sex": "Other"})
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_imputation_keeps_given_cells(runs, kind):
+    model = genforge.load(runs[kind])
+    rows = model.complete_rows(pd.DataFrame(toy_frame().iloc[:8]))  # parse by the schema
+    given = rows.copy()
+    given.loc[0:3, "age"] = np.nan
+    given.loc[2:5, "sex"] = np.nan
+    given.loc[4:7, "score"] = np.nan
+    filled = model.complete_rows(given, seed=0)
+    for col in ("age", "sex", "score"):
+        assert filled[col].notna()[given[col].isna()].all(), col
+    known = given.notna()
+    for col in given.columns:
+        assert (filled[col][known[col]].astype(str) == given[col][known[col]].astype(str)).all()
+
+
+def test_metrics_of_a_table_against_itself(toy_csv):
+    from genforge.eval.tables import evaluate_tables, report_section
+
+    data = load_tables(TablesDataConfig(path=toy_csv, target="income", test_split=0.3))
+    train, test = data.train_frame, data.test_frame
+    same = evaluate_tables(train, test, train, data.schema, protected="sex")
+    assert same["fidelity"]["quality"] == pytest.approx(1.0)
+    assert abs(same["fidelity"]["detection_auc"] - 0.5) < 0.1
+    assert same["privacy"]["exact_copy_rate"] == 1.0
+    assert same["privacy"]["dcr_synthetic"]["median"] == 0.0
+    shuffled = train.apply(lambda s: s.sample(frac=1, random_state=1).to_numpy())
+    other = evaluate_tables(train, test, shuffled, data.schema)
+    assert other["fidelity"]["column_shapes"] == pytest.approx(1.0)  # marginals kept
+    assert other["fidelity"]["column_pairs"] < 0.99  # the pairs are broken
+    assert "<table>" in report_section(same)
+
+
+def test_chunked_writing_is_memory_bounded(runs, tmp_path):
+    model = genforge.load(runs["copula"])
+    peaks = []
+    for n in (20000, 80000):
+        tracemalloc.start()
+        path = model.write(model.sample_chunks(n, seed=0, chunk=2000), tmp_path / f"{n}.parquet",
+                           provenance={"seed": 0})
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        assert len(pd.read_parquet(path)) == n
+    assert peaks[1] < 1.5 * peaks[0]  # four times the rows, not four times the memory
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(tmp_path / "20000.parquet").metadata
+    assert json.loads(meta[b"genforge.provenance"]) == {"seed": 0}
+    csv = write_table(model.sample(10), tmp_path / "s.csv", provenance={"seed": 0})
+    assert (tmp_path / "s.csv.provenance.json").exists() and len(pd.read_csv(csv)) == 10
+
+
+def test_cli_sample_where_and_complete(runs, tmp_path):
+    from typer.testing import CliRunner
+
+    from genforge.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "cond.csv"
+    result = runner.invoke(app, ["sample", str(runs["tabddpm"]), "--n", "20", "--where",
+                                 "sex=Female,income=>50K", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    df = pd.read_csv(out)
+    assert len(df) == 20 and (df["sex"] == "Female").all() and (df["income"] == ">50K").all()
+    gaps = toy_frame().iloc[:5].copy()
+    gaps.loc[1, "city"] = None
+    gaps.loc[2, "age"] = None
+    gaps.to_csv(tmp_path / "gaps.csv", index=False)
+    result = runner.invoke(app, ["complete", str(runs["copula"]), "--input",
+                                 str(tmp_path / "gaps.csv"), "--out", str(tmp_path / "f.csv")])
+    assert result.exit_code == 0, result.output
+    filled = pd.read_csv(tmp_path / "f.csv")
+    assert filled["age"].notna().all() and filled.loc[0, "age"] == gaps.loc[0, "age"]
+    bad = runner.invoke(app, ["sample", str(runs["copula"]), "--where", "planet=Mars"])
+    assert bad.exit_code == 2 and "not a generated column" in bad.output
