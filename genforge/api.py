@@ -370,8 +370,7 @@ def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Ru
 def read_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Images for `complete`: .npz/.npy arrays or a PNG/JPEG file; uint8 (N, C, H, W)."""
     from genforge.data.cifar import load_npz, to_nchw
-    from genforge.data.limits import (check_bytes, check_pixels, npy_header_bytes,
-                                      too_many_pixels)
+    from genforge.data.limits import check_bytes, check_pixels, npy_header_bytes, too_many_pixels
 
     path = Path(path)
     if not path.exists():

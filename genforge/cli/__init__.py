@@ -10,6 +10,7 @@ Python API, one module per command group.
     genforge validate configs/mnist-dcgan.yaml
     genforge inspect grid.png                 # the provenance record, checked
     genforge detect w.png --text t.txt --run runs/gpt1   # the invisible watermarks
+    genforge serve runs/dcgan1 runs/gpt1 --api-keys keys.txt  # REST API + page
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from genforge.cli.eval import eval_command
 from genforge.cli.info import list_cmd, validate
 from genforge.cli.labelling import detect_command, inspect_command
 from genforge.cli.sample import complete, sample_command
+from genforge.cli.serve import serve_command
 from genforge.cli.train import train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -40,6 +42,7 @@ app.command("convert")(convert_command)
 app.command("validate")(validate)
 app.command("inspect")(inspect_command)
 app.command("detect")(detect_command)
+app.command("serve")(serve_command)
 
 REPORT = "please report it with the command line and `pip show genforge` output"
 

@@ -145,7 +145,8 @@ def from_model_range(images: torch.Tensor) -> torch.Tensor:
 
 def load_images(cfg: DataConfig, data_root: str | Path | None = None) -> ImageData:
     """Read the split `cfg` names; `data_root` (the CLI's --data-root) wins over cfg.root."""
-    explicit = check_root(data_root or cfg.root)
+    given = data_root or cfg.root  # a root to download into may not exist yet
+    explicit = Path(given).expanduser() if cfg.download and given else check_root(given)
     if cfg.dataset == "folder":
         images, labels, classes = load_folder(
             Path(cfg.path), image_size=cfg.image_size, channels=cfg.channels

@@ -232,11 +232,24 @@ def _riff_chunk(kind: bytes, body: bytes) -> bytes:
     return kind + struct.pack("<I", len(body)) + body + (b"\0" if len(body) & 1 else b"")
 
 
-WAV_COMMENT = f"{LABEL}. {SCHEMA} ".encode()
+def _info_fields(body: bytes) -> dict[bytes, bytes]:
+    """The sub-chunks of a LIST/INFO chunk's body (after 'INFO')."""
+    fields, i = {}, 4
+    while i + 8 <= len(body):
+        kind, (size,) = body[i : i + 4], struct.unpack("<I", body[i + 4 : i + 8])
+        fields[kind] = body[i + 8 : i + 8 + size].rstrip(b"\0")
+        i += 8 + size + (size & 1)
+    return fields
 
 
 def _wav_ours(kind: bytes, body: bytes) -> bool:
-    return kind == b"LIST" and body[:4] == b"INFO" and WAV_COMMENT in body
+    """Our LIST/INFO: its ICMT comment is a provenance record (JSON, so tools that show the
+    comment show the label and the record)."""
+    if kind != b"LIST" or body[:4] != b"INFO":
+        return False
+    comment = _info_fields(body).get(b"ICMT", b"")
+    text = comment.decode("utf-8", "replace")
+    return text.startswith("{") and _parse_record(text) is not None
 
 
 class WAV:
@@ -245,8 +258,7 @@ class WAV:
         body = b"".join(_riff_chunk(k, b) for k, b in chunks)
         sealed = seal(record, _sha(body), key)
         info = (b"INFO" + _riff_chunk(b"ISFT", generator().encode() + b"\0")
-                + _riff_chunk(b"ICMT", WAV_COMMENT + json.dumps(sealed, sort_keys=True).encode()
-                              + b"\0"))
+                + _riff_chunk(b"ICMT", json.dumps(sealed, sort_keys=True).encode() + b"\0"))
         body += _riff_chunk(b"LIST", info)
         _atomic_write(path, b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WAVE" + body)
         return path
@@ -256,10 +268,7 @@ class WAV:
         ours = [b for k, b in chunks if _wav_ours(k, b)]
         if not ours:
             return None
-        text = ours[0].split(WAV_COMMENT, 1)[1].rstrip(b"\0").decode("utf-8", "replace")
-        record = _parse_record(text)
-        if record is None:
-            return None
+        record = _parse_record(_info_fields(ours[0])[b"ICMT"].decode("utf-8", "replace"))
         body = b"".join(_riff_chunk(k, b) for k, b in chunks if not _wav_ours(k, b))
         return verify(record, _sha(body), "WAV LIST/INFO", key)
 

@@ -133,6 +133,8 @@ def _unsealed(record: Mapping[str, Any]) -> dict[str, Any]:
 def seal(record: Mapping[str, Any], content_sha256: str, key: bytes | None) -> dict[str, Any]:
     """The record with its content hash, digest and (with a key) HMAC filled in."""
     sealed = {k: v for k, v in record.items() if k not in SEALS}
+    for name, value in (("schema", SCHEMA), ("label", LABEL), ("generator", generator())):
+        sealed.setdefault(name, value)  # a hand-made record still says what it is
     sealed["content_sha256"] = content_sha256
     sealed["digest"] = hashlib.sha256(canonical_json(sealed)).hexdigest()
     if key is not None:
