@@ -30,7 +30,7 @@ TINY_MODEL = {
 TINY_LOOP = [
     "data.limit=128", "train.batch_size=16", "train.max_steps=4", "log.every=1",
     "log.sample_every=2", "log.sample_n=8", "log.checkpoint_every=2", "log.progress=false",
-    "log.tensorboard=false",
+    "log.tensorboard=false", "train.ema_start=0",
 ]
 
 

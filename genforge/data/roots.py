@@ -42,11 +42,12 @@ def find_in_roots(path: str, explicit: str | Path | None = None, what: str = "th
                     f"GENFORGE_DATA / --data-root at the folder that holds {candidate})")
 
 
-def check_root(root: str | Path | None) -> Path | None:
-    """A data root the user named must exist: a typo must not fall back to other roots."""
+def check_root(root: str | Path | None, *, download: bool = False) -> Path | None:
+    """A data root the user named must exist (a typo must not fall back to other roots),
+    unless a download is to fill it."""
     if root is None:
         return None
     path = Path(root).expanduser()
-    if not path.is_dir():
+    if not path.is_dir() and not (download and not path.exists()):
         raise DataError(f"data root {root}: no such folder (from data.root or --data-root)")
     return path
