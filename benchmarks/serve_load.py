@@ -49,8 +49,8 @@ def train_default_runs(out: Path) -> tuple[Path, Path]:
     """1-step runs of the presets' full-size models (speed does not depend on training)."""
     import genforge
 
-    quiet = ["train.max_steps=1", "train.warmup_steps=0", "log.progress=false", "log.tensorboard=false",
-             "log.sample_every=1000", "log.checkpoint_every=1000"]
+    quiet = ["train.max_steps=1", "train.warmup_steps=0", "log.progress=false",
+             "log.tensorboard=false", "log.sample_every=1000", "log.checkpoint_every=1000"]
     image = genforge.train(genforge.load_config("mnist-dcgan", quiet), out=out / "dcgan")
     text = genforge.train(genforge.load_config("shakespeare-char", [
         *quiet, "data.limit=5000", f"data.root={REPO / 'data'}"]), out=out / "char")
@@ -124,6 +124,9 @@ def main() -> None:
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--wait-ms", type=float, default=2.0)
     p.add_argument("--threads", type=int, default=1, help="torch threads of the server")
+    p.add_argument("--image-options", type=json.loads, default={},
+                   help='extra knobs of an image request, e.g. \'{"steps": 10}\' (diffusion)')
+    p.add_argument("--only", choices=("image", "text"), help="measure one model only")
     p.add_argument("--tokens", type=int, default=32, help="max_new_tokens of a text request")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/serve_load.json")
     args = p.parse_args()
@@ -131,9 +134,10 @@ def main() -> None:
         if args.image is None or args.text is None:
             image, text = train_default_runs(Path(tmp))
             args.image, args.text = args.image or image, args.text or text
-        bodies = {"image": {"model": args.image.resolve().name, "n": 1},
+        bodies = {"image": {"model": args.image.resolve().name, "n": 1, **args.image_options},
                   "text": {"model": args.text.resolve().name, "prompt": "ROMEO:",
                            "max_new_tokens": args.tokens}}
+        bodies = {k: v for k, v in bodies.items() if args.only in (None, k)}
         rows = []
         for batching in (False, True):
             server = Server([args.image, args.text], batching, args.max_batch, args.wait_ms,

@@ -252,6 +252,8 @@ def test_rate_limit_answers_429(models):
     ({"model": "gpt1", "max_new_tokens": 10_000}, "max_new_tokens"),
     ({"model": "gpt1", "temperature": -1}, "temperature"),
     ({"model": "gpt1", "top_p": 0}, "top_p"),
+    ({"model": "gpt1", "repetition_penalty": 5e-324}, "repetition_penalty"),  # NaNs otherwise
+    ({"model": "gpt1", "temperature": 1e-300}, "temperature"),
     ({"model": "gpt1", "prompt": "\u4e2d\u6587"}, "prompt"),  # not in a char vocabulary
     ({"model": "gpt1", "prompt": "\u4e2d", "stream": True}, "prompt"),
     ({"model": "gpt1", "stop": "x"}, "stop"),
@@ -331,12 +333,23 @@ def live(models):
     thread.join(10)
 
 
+def test_cli_refuses_another_host_without_keys(runs):
+    from typer.testing import CliRunner
+
+    from genforge.cli import app
+
+    result = CliRunner().invoke(app, ["serve", str(runs["dcgan1"]), "--host", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --host 0.0.0.0: refusing to serve beyond this machine without --api-keys; "
+        "use --host 127.0.0.1 or give a keys file"]
+
+
 def test_two_workers_share_one_port(runs):
     port = free_port()
-    code = ("from genforge.serve.server import run; import sys; "
-            f"run(sys.argv[1:], port={port}, workers=2, log_level='warning')")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(runs["dcgan1"])],
-                            start_new_session=True, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "genforge", "serve", str(runs["dcgan1"]),
+                             "--port", str(port), "--workers", "2", "--threads", "1"],
+                            start_new_session=True, stderr=subprocess.DEVNULL)
     try:
         pids, url, deadline = set(), f"http://127.0.0.1:{port}", time.time() + 90
         while len(pids) < 2 and time.time() < deadline:
@@ -401,3 +414,32 @@ def test_page_generates_a_grid_and_streams_text(live, tmp_path):
         browser.close()
     assert streamed.startswith("ROMEO:") and len(streamed) > len("ROMEO:")
     assert shot.stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_ray_serve_deployment_answers(runs):
+    """The same app on a local single-node Ray (skipped where Ray is not installed)."""
+    ray = pytest.importorskip("ray")
+    from ray import serve
+
+    from genforge.serve.ray_app import deploy
+
+    port = free_port()
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception as err:  # a node that cannot start here (an overloaded machine)
+        pytest.skip(f"a local Ray node did not start: {str(err).splitlines()[0]}")
+    try:
+        deploy([runs["dcgan1"]], port=port, replicas=2, threads=1, blocking=False,
+               limits=Limits(**SMALL))
+        url = f"http://127.0.0.1:{port}"
+        pids = {httpx.get(url + "/healthz", timeout=60).json()["worker"] for _ in range(20)}
+        resp = httpx.post(url + "/v1/generate", json={"model": "dcgan1", "n": 2, "seed": 0,
+                                                      "format": "array"}, timeout=60)
+        assert resp.json()["shape"] == [2, 1, 28, 28]
+        assert httpx.post(url + "/v1/generate", json={"model": "x"}, timeout=60).status_code \
+            == 422
+        assert len(pids) == 2  # both replicas answer
+    finally:
+        serve.shutdown()
+        ray.shutdown()

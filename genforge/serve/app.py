@@ -43,7 +43,7 @@ from genforge.serve.schemas import ERRORS, Health, Limits, ModelInfo, ModelList,
 from genforge.serve.store import load_models
 
 TEXT_ONLY = ("stream",)
-NOT_OPTIONS = {"model", "n", "seed", "label", "format", "image", "mask", "mask_image"}
+NOT_OPTIONS = {"model", "n", "seed", "label", "format", "image", "mask", "mask_image", "rows"}
 
 
 @dataclass
@@ -149,13 +149,19 @@ def create_app(model_dirs: list[str | Path] | None = None, *, keys: str | Path |
         "content": {"image/png": {}, "application/json": {"schema": {"type": "object"}}}}},
         response_class=Response)
     async def complete(body: Complete, _: str = Depends(client)) -> Response:  # type: ignore
-        """Inpainting: the uploaded image with its masked pixels filled in by the model."""
+        """Inpainting: the uploaded image with its masked pixels filled in by the model;
+        tables: the uploaded CSV rows with their empty cells filled in."""
         s = served[body.model]
         if s.complete is None:
             raise ConfigError(f"model: {s.id} ({s.family}, {s.modality}) cannot complete")
         given = body.model_dump(exclude_none=True)
         options = {k: v for k, v in given.items() if k not in NOT_OPTIONS}
         check_options(s.complete, options, s.family)
+        seed = given.get("seed", 0)
+        if s.modality == "tables":
+            return await _complete_rows(s, given, seed, limits)
+        if "image" not in given:
+            raise ConfigError("image: required (a base64 PNG or JPEG)")
         info = s.model.data_info
         x = encode.decode_image("image", given["image"], int(info["channels"]),
                                 int(info["image_size"]), max_bytes=limits.max_upload)
@@ -163,7 +169,6 @@ def create_app(model_dirs: list[str | Path] | None = None, *, keys: str | Path |
         label = _label(given.get("label"), 1)
         if label is None and s.info().num_classes:  # the VAE's complete needs one
             raise ConfigError(f"label: {s.id} is class-conditional; give the image's label")
-        seed = given.get("seed", 0)
         filled = await s.batcher.run_alone(
             lambda: s.model.complete(x[None], mask, seed=seed, label=label, **options),
             timeout=limits.timeout_s)
@@ -208,8 +213,8 @@ def _serve(name: str, model: Any, limits: Limits, metrics: Metrics) -> Served:
                       enabled=limits.batching, max_queue=limits.max_queue,
                       observe=lambda r, n: metrics.observe_batch(name, r, n))
     family, modality = family_of(model), modality_of(model)
-    can = complete_knobs(model, limits) if modality == "images" and _can_complete(family) \
-        else None
+    can = complete_knobs(model, limits) if modality in ("images", "tables") and \
+        _can_complete(family) else None
     return Served(name, model, family, modality, sample_knobs(model, limits), can, batcher)
 
 
@@ -252,6 +257,19 @@ def _mask(given: dict[str, Any], info: dict[str, Any], limits: Limits) -> torch.
     pixels = encode.decode_image("mask_image", given["mask_image"], 1, size,
                                  max_bytes=limits.max_upload)
     return torch.from_numpy(pixels >= 128)[None]  # (1, 1, H, W)
+
+
+async def _complete_rows(s: Served, given: dict[str, Any], seed: int,
+                         limits: Limits) -> Response:
+    """Imputation: CSV rows in, the same rows with their empty cells filled out."""
+    if "rows" not in given:
+        raise ConfigError("rows: required for a tables model (CSV text with a header)")
+    frame = encode.read_rows("rows", given["rows"])
+    filled = await s.batcher.run_alone(lambda: s.model.complete_rows(frame, seed=seed),
+                                       timeout=limits.timeout_s)
+    content, media = encode.tables_body(filled, given.get("format") or "csv",
+                                        {"model": s.id, "seed": seed})
+    return Response(content, media_type=media)
 
 
 def _seed_header(seed: int | None) -> dict[str, str]:

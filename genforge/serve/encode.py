@@ -2,7 +2,7 @@
 
 images: a PNG grid, or JSON with one base64 PNG a sample, or JSON raw uint8 arrays;
 text: JSON texts, or server-sent events; series: CSV (sample, step, one column a dimension)
-or JSON; tables: CSV or JSON rows (pandas DataFrames, once the tables modality lands).
+or JSON; tables: CSV or JSON rows (pandas DataFrames).
 """
 
 from __future__ import annotations
@@ -111,3 +111,17 @@ def decode_image(field: str, text: str, channels: int, size: int, *,
     except Exception:  # PIL's many ways of saying "not an image"
         raise ConfigError(f"{field}: not a readable PNG or JPEG image") from None
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def read_rows(field: str, text: str) -> Any:
+    """CSV text with a header -> a DataFrame; a ConfigError naming `field` otherwise."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(io.StringIO(text))
+    except (ValueError, pd.errors.ParserError) as err:
+        raise ConfigError(f"{field}: not CSV with a header row ({str(err).splitlines()[0]})") \
+            from None
+    if frame.empty:
+        raise ConfigError(f"{field}: no rows under the header")
+    return frame

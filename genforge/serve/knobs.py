@@ -36,6 +36,9 @@ def modality_of(model: Any) -> str:
 
 
 def family_of(model: Any) -> str:
+    family = getattr(model, "family", None)
+    if family:
+        return family
     cfg = getattr(model, "config", None)
     return cfg.family if cfg is not None else "ar"  # a transformers folder is a text model
 
@@ -59,21 +62,52 @@ def complete_knobs(model: Any, caps: Any) -> list[Knob]:
 
 
 def _family_options(model: Any, caps: Any, verb: str) -> list[Knob]:
-    from genforge.registry import FAMILIES
-
-    spec = FAMILIES.get(family_of(model))
-    listed = getattr(spec, "sample_options", None) if verb == "sample" else None
-    if listed is not None:  # the registry's own definitions, once it has them
-        return [_from_registry(o) for o in listed]
+    options = getattr(model, "options", None)
+    if verb == "sample" and callable(options):  # the registry's SAMPLE_OPTIONS, via the API
+        knobs = [_from_registry(o, model, caps) for o in options()]
+        if modality_of(model) == "text":
+            knobs.append(Knob("stream", "bool", "send tokens as server-sent events", False))
+        return knobs
     return _derived_options(model, caps, verb)
 
 
-def _from_registry(option: Any) -> Knob:
-    get = option.get if isinstance(option, dict) else lambda k, d=None: getattr(option, k, d)
-    choices = get("choices")
-    return Knob(get("name"), get("type", "str"), get("help", ""), get("default"),
-                get("minimum", get("min")), get("maximum", get("max")),
-                tuple(choices) if choices else None)
+# the model-config field that holds an option's default, where the names differ
+DEFAULT_FIELD = {"steps": "sampling_steps", "scheduler": "sampler"}
+TYPES = {int: "int", float: "float", str: "str", bool: "bool", list: "str_list"}
+
+
+# Server-side lower bounds tighter than the registry's: values the registry allows but that
+# make sampling divide by ~0 (NaN probabilities): a repetition penalty of 1e-300, say.
+FLOOR = {"repetition_penalty": 0.01}
+GREEDY_BELOW = 1e-3  # a temperature in (0, 1e-3) is refused: 0 means greedy
+
+
+def floor_of(name: str) -> float | None:
+    return FLOOR.get(name)
+
+
+def cap_of(name: str, caps: Any) -> float | None:
+    """The server's own bound on an option (None: the registry's range alone)."""
+    return {"steps": caps.max_steps, "max_new_tokens": caps.max_new_tokens,
+            "horizon": caps.max_horizon, "length": caps.max_horizon,
+            "prompt": caps.max_prompt}.get(name)
+
+
+def _from_registry(option: Any, model: Any, caps: Any) -> Knob:
+    m = getattr(getattr(model, "config", None), "model", None)
+    default = getattr(m, DEFAULT_FIELD.get(option.name, option.name), None)
+    kind = "enum" if option.choices else TYPES.get(option.type, "str")
+    high = option.maximum
+    cap = cap_of(option.name, caps) if kind in ("int", "float") else None
+    if cap is not None:
+        high = cap if high is None else min(high, cap)
+    if option.name == "steps" and getattr(m, "timesteps", None):
+        high = min(high or m.timesteps, m.timesteps)
+    if isinstance(default, int | float) and not isinstance(default, bool) and high is not None:
+        default = min(default, high)
+    low = option.minimum if floor_of(option.name) is None else floor_of(option.name)
+    return Knob(option.name, kind, option.help, default, low, high,
+                tuple(option.choices) or None)
 
 
 def _derived_options(model: Any, caps: Any, verb: str) -> list[Knob]:
@@ -134,6 +168,9 @@ def check_options(knobs: list[Knob], given: dict[str, Any], family: str) -> None
             raise ConfigError(f"{name}: does not apply to this {family} model; it takes {takes}")
         if knob.choices is not None and value not in knob.choices:
             raise ConfigError(f"{name}: {value!r} is not one of {', '.join(knob.choices)}")
+        if name == "temperature" and 0 < value < GREEDY_BELOW:
+            raise ConfigError(f"temperature: {value} is too small; use 0 (greedy) or at least "
+                              f"{GREEDY_BELOW}")
         values = value if isinstance(value, list) else [value]  # a label may be one per sample
         for v in values if knob.type in ("int", "float") else []:
             if knob.minimum is not None and v < knob.minimum:

@@ -48,24 +48,15 @@ def request_classes(ids: list[str], limits: Limits) -> tuple[type[BaseModel], ty
                 Field(None, description="images: png (a grid), json (base64 PNGs), array; "
                       "text: json; series and tables: csv or json")),
         stream=(bool | None, Field(None, description="text: server-sent events, token by token")),
-        prompt=(str | None, Field(None, max_length=limits.max_prompt)),
-        max_new_tokens=(int | None, Field(None, ge=1, le=limits.max_new_tokens)),
-        temperature=(float | None, Field(None, ge=0, le=5)),
-        top_k=(int | None, Field(None, ge=1, le=100000)),
-        top_p=(float | None, Field(None, gt=0, le=1)),
-        repetition_penalty=(float | None, Field(None, ge=0.5, le=5)),
-        stop=(list[str] | None, Field(None, max_length=8)),
-        scheduler=(Literal["ddim", "ddpm"] | None, None),
-        steps=(int | None, Field(None, ge=1, le=limits.max_steps)),
-        eta=(float | None, Field(None, ge=0, le=1)),
-        guidance=(float | None, Field(None, ge=0, le=20)),
-        horizon=(int | None, Field(None, ge=1, le=limits.max_horizon)),
+        **option_fields(limits),
     )
     complete = create_model(
         "CompleteRequest", __config__=common["model_config"],
         model=model_field,
-        image=(str, Field(max_length=limits.max_body,
-                          description="the image, base64 PNG or JPEG of the model's size")),
+        image=(str | None, Field(None, max_length=limits.max_body,
+                                 description="images: base64 PNG or JPEG of the model's size")),
+        rows=(str | None, Field(None, max_length=limits.max_body,
+                                description="tables: CSV rows whose empty cells are filled")),
         mask=(str | None, Field(None, pattern=MASK, description="a named mask or random:P")),
         mask_image=(str | None, Field(None, max_length=limits.max_body,
                                       description="base64 PNG; white (>= 128) = missing")),
@@ -75,6 +66,35 @@ def request_classes(ids: list[str], limits: Limits) -> tuple[type[BaseModel], ty
         steps=(int | None, Field(None, ge=1, le=limits.max_steps)),
     )
     return generate, complete
+
+
+def option_fields(limits: Limits) -> dict[str, Any]:
+    """One optional request field per sampling option of the registry (the CLI's flags come
+    from the same table), bounded by the option's range and the server's caps."""
+    from genforge.registry import SAMPLE_OPTIONS
+    from genforge.serve.knobs import cap_of, floor_of
+
+    fields: dict[str, Any] = {}
+    for o in SAMPLE_OPTIONS.values():
+        bounds: dict[str, Any] = {}
+        if o.type in (int, float):
+            if floor_of(o.name) is not None:
+                bounds["ge"] = floor_of(o.name)
+            elif o.minimum is not None:
+                bounds["gt" if o.exclusive_minimum else "ge"] = o.minimum
+            high = [v for v in (o.maximum, cap_of(o.name, limits)) if v is not None]
+            if high:
+                bounds["le"] = min(high)
+        if o.choices:
+            kind: Any = Literal[tuple(o.choices)]  # type: ignore[valid-type]
+        elif o.type is list:
+            kind, bounds["max_length"] = list[str], 8
+        elif o.type is str:
+            kind, bounds["max_length"] = str, cap_of(o.name, limits) or 256
+        else:
+            kind = o.type
+        fields[o.name] = (kind | None, Field(None, description=o.help, **bounds))
+    return fields
 
 
 class KnobInfo(BaseModel):

@@ -3,8 +3,8 @@
 The model runs on its batcher's thread (between batches); each piece of the first sample's
 text crosses to the event loop through an asyncio queue and goes out as a `token` event. The
 `token` events joined are the first text of the `done` event, which carries every sample.
-Sources, in order: `GenerativeModel.stream_text` (an iterator) where the API has it; else the
-`on_text` callback of `sample`; else (an API without streaming) the whole text as one piece.
+Sources, in order: `GenerativeModel.stream_text` (an iterator, one sample); else the
+`on_text` callback of `sample` (several samples); else the whole text as one piece.
 """
 
 from __future__ import annotations
@@ -21,14 +21,12 @@ from genforge.serve.encode import sse
 def generate_text(model: Any, n: int, seed: int, options: dict[str, Any],
                   emit: Callable[[str], None]) -> list[str]:
     """n texts; `emit` gets the first one piece by piece. Runs on the model's thread."""
-    if hasattr(model, "stream_text"):
+    if n == 1 and hasattr(model, "stream_text"):  # the API's iterator: one sample
         pieces: list[str] = []
-        stream = model.stream_text(n, seed=seed, **options)
-        for piece in stream:
+        for piece in model.stream_text(seed=seed, **options):
             pieces.append(piece)
             emit(piece)
-        texts = getattr(stream, "texts", None)  # an iterator may hold every sample at its end
-        return list(texts) if texts is not None else ["".join(pieces)]
+        return ["".join(pieces)]
     try:
         return list(model.sample(n, seed=seed, on_text=emit, **options))
     except ConfigError as err:

@@ -63,11 +63,13 @@ def check_sampling(temperature: float | None, top_k: int | None, top_p: float | 
                    repetition_penalty: float | None, prefix: str = "--") -> None:
     """Sampling options in range; `prefix` names them as a config key or a CLI flag."""
     dash = "-" if prefix == "--" else "_"
-    if temperature is not None and temperature < 0:
-        raise ConfigError(f"{prefix}temperature={temperature}: must be >= 0 (0 = greedy)")
+    if temperature is not None and (temperature < 0 or 0 < temperature < 1e-3):
+        # below 1e-3 the scaled logits overflow to inf and the probabilities to NaN
+        raise ConfigError(f"{prefix}temperature={temperature}: must be 0 (greedy) or >= 0.001")
     if top_k is not None and top_k <= 0:
         raise ConfigError(f"{prefix}top{dash}k={top_k}: must be a positive integer")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ConfigError(f"{prefix}top{dash}p={top_p}: must be in (0, 1]")
-    if repetition_penalty is not None and repetition_penalty <= 0:
-        raise ConfigError(f"{prefix}repetition{dash}penalty={repetition_penalty}: must be > 0")
+    if repetition_penalty is not None and repetition_penalty < 1e-2:
+        raise ConfigError(f"{prefix}repetition{dash}penalty={repetition_penalty}: must be "
+                          ">= 0.01")
