@@ -121,12 +121,14 @@ class GenerativeModel:
         return FAMILIES[self.family].options()
 
     def sample(self, n: int, *, seed: int = 0, label: Any = None,
-               watermark: str | bytes | None = None, **options: Any) -> Any:
+               watermark: str | bytes | None = None, precision: str = "auto",
+               **options: Any) -> Any:
         """n samples as the modality gives them: images uint8 (n, C, H, W), texts a list of
         str, series paths (n, horizon, D). `label` (one int or n) conditions a conditional
         model; `options` are the family's own (a sampler, a prompt, ...). `watermark` (a
         secret) marks text as it is sampled (green-list logits); images are marked by
-        `write(..., watermark=...)`, the file being what carries the mark."""
+        `write(..., watermark=...)`, the file being what carries the mark. `precision`: auto
+        (bf16 where the hardware computes it natively, else fp32), fp32 or bf16."""
         self.check_count(n)
         if watermark is not None:
             if self.modality != "text":
@@ -139,8 +141,19 @@ class GenerativeModel:
 
             options["logits_processors"] = [WatermarkLogitsProcessor(_secret(watermark))]
         _check_options(self.objective.sample, options, self.family)
-        samples = self.objective.sample(n, seed=seed, condition=self._labels(label, n), **options)
+        with self._autocast(precision):
+            samples = self.objective.sample(n, seed=seed, condition=self._labels(label, n),
+                                            **options)
         return self.output.decode(samples, self.data_info)
+
+    def _autocast(self, precision: str) -> Any:
+        """bf16 autocast where `precision` resolves to it on this model's device."""
+        from genforge.training.precision import choose_precision
+
+        device = next((p.device for net in self.objective.nets.values()
+                       for p in net.parameters()), torch.device("cpu"))
+        chosen, _ = choose_precision(precision, device)
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=chosen == "bf16")
 
     def check_count(self, n: int) -> None:
         """Refuse, before any work, a sample count that is not positive or whose samples
@@ -391,7 +404,10 @@ def read_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         with warnings.catch_warnings(), Image.open(path) as im:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # ours is below
             check_pixels(*im.size, str(path))  # from the header, before decoding
-            array = np.asarray(im.convert("L" if im.mode in ("L", "1", "LA") else "RGB"))
+            if im.mode.startswith("I;16"):  # 16-bit grey: its top 8 bits, not clipped
+                array = (np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8)
+            else:
+                array = np.asarray(im.convert("L" if im.mode in ("L", "1", "LA") else "RGB"))
     except Image.DecompressionBombError as err:
         raise too_many_pixels(str(path), err) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:

@@ -481,6 +481,24 @@ def test_model_file(run, work, case):
     expect_error(["sample", "run", "--n", "4", "--out", "x.png"], work, "model.safetensors")
 
 
+@FUZZ
+@given(data=st.data())
+def test_model_header_fuzz(run, tmp_path, data):
+    """Flipped bytes anywhere in the header (JSON, offsets, metadata): a GenforgeError, or a
+    model that still loads."""
+    from genforge.api import load
+
+    raw = (run / "model.safetensors").read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    where = data.draw(st.lists(st.integers(0, 8 + n - 1), min_size=1, max_size=3))
+    copy = tmp_path / f"m{len(list(tmp_path.iterdir()))}.safetensors"
+    copy.write_bytes(flip(raw, where))
+    try:
+        load(copy)
+    except GenforgeError as err:
+        assert "\n" not in str(err)
+
+
 RUN_CASES = {
     "missing": lambda d: shutil.rmtree(d),
     "a-file": lambda d: (shutil.rmtree(d), d.write_text("x")),
@@ -600,4 +618,33 @@ def test_wav_folder(work, case):
         (folder / f"{i}_a_{i}.wav").write_bytes(wav_bytes())
     (folder / "9_a_9.wav").write_bytes(WAV_CASES[case]())
     expect_error(["train", "fsdd-cdcgan", "data.dataset=wavs", f"data.path={folder}",
-                  "--out", "out"], work, "wav")
+                  "data.split=all", "model.conditional=false", "--out", "out"], work,
+                 "9_a_9.wav")
+
+
+def test_16_bit_png_is_read_as_grey(tmp_path):
+    """A 16-bit grey PNG (another dtype) keeps its one channel and its top 8 bits."""
+    from PIL import Image
+
+    from genforge.api import read_images
+
+    Image.fromarray(np.full((5, 6), 40000, np.uint16)).save(tmp_path / "deep.png")
+    images, _ = read_images(tmp_path / "deep.png")
+    assert images.shape == (1, 1, 5, 6) and images.dtype == np.uint8
+    assert (images == 40000 >> 8).all()
+
+
+def test_console_entry_point_prints_one_line_and_no_warning(work):
+    """Through genforge.cli.main in a real process, warnings shown: still exactly one line (an
+    empty series used to print numpy's RuntimeWarnings before its error)."""
+    import subprocess
+    import sys
+
+    (work / "s.csv").write_text("month,value\n")
+    proc = subprocess.run([sys.executable, "-W", "default", "-m", "genforge", "train",
+                           "airline-series", f"data.path={work / 's.csv'}", "--out", "out"],
+                          cwd=work, capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "s.csv" in lines[0]
+    assert sorted(p.name for p in work.iterdir()) == ["s.csv"]

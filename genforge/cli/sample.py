@@ -21,7 +21,7 @@ from genforge.registry import SAMPLE_OPTIONS
 
 def sample(run: str, n: int | None, seed: int, label: int | None, out: str | None,
            nrow: int | None, device: str, stream: bool, watermark: bool = False,
-           no_provenance: bool = False, **given: Any) -> None:
+           no_provenance: bool = False, precision: str = "auto", **given: Any) -> None:
     """Draw samples from a trained run (images, text or series paths) into --out. Every file
     carries a provenance record (--no-provenance skips it); --watermark adds an invisible
     keyed watermark to images and text (key: the run's labelling.key or
@@ -47,7 +47,7 @@ def sample(run: str, n: int | None, seed: int, label: int | None, out: str | Non
                 raise ConfigError("--label: tables models are conditioned with --where")
             samples = model.sample_chunks(n, seed=seed, **options)
         else:
-            samples = model.sample(n, seed=seed, label=label,
+            samples = model.sample(n, seed=seed, label=label, precision=precision,
                                    watermark=key if model.modality == "text" else None,
                                    **options)
         if out != "-":
@@ -115,6 +115,8 @@ def _with_option_flags(fn: Any) -> Any:
                                                         ".csv or .npz.")], None),
         ("nrow", Annotated[int | None, typer.Option(help="Images per grid row.")], None),
         ("device", Annotated[str, typer.Option(help="cpu or cuda.")], "cpu"),
+        ("precision", Annotated[str, typer.Option(
+            help="auto (bf16 where the hardware has it, else fp32), fp32 or bf16.")], "auto"),
         ("stream", Annotated[bool, typer.Option(help="Text: print tokens as they come.")],
          False),
         ("watermark", Annotated[bool, typer.Option(

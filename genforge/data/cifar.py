@@ -93,7 +93,8 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
                     check_bytes(npy_header_bytes(member), str(path), f"array {name!r}")
             images = archive[key]
             labels = archive["y"].astype(np.int64) if "y" in keys else None
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as err:
+    except (OSError, ValueError, EOFError, KeyError, NotImplementedError, zipfile.BadZipFile,
+            zlib.error) as err:  # NotImplementedError: a flipped compression method
         raise DataError(f"{path}: not a readable .npz ({type(err).__name__}: "
                         f"{' '.join(str(err).split())[:200]})") from None
     return to_nchw(images, str(path)), labels

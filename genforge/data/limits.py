@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import tokenize
 from typing import IO
 
 import numpy as np
@@ -64,5 +65,8 @@ def npy_header_bytes(f: IO[bytes]) -> int:
     version = np.lib.format.read_magic(f)
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
         np.lib.format.read_array_header_2_0
-    shape, _, dtype = read(f)
+    try:
+        shape, _, dtype = read(f)
+    except (tokenize.TokenError, SyntaxError) as err:  # numpy tokenizes the header text
+        raise ValueError(f"a corrupt .npy header ({err})") from None
     return math.prod(shape) * dtype.itemsize
