@@ -27,14 +27,16 @@ from html import escape, unescape
 from pathlib import Path
 from typing import Any
 
-from genforge.errors import DataError
+from genforge.errors import ConfigError, DataError
 from genforge.labelling.provenance import (
     IPTC_TRAINED_ALGORITHMIC,
     LABEL,
     SCHEMA,
     Provenance,
+    canonical_json,
     generator,
     seal,
+    secret_key,
     verify,
 )
 
@@ -404,7 +406,6 @@ class JSONDoc(Sidecar):
 
 
 def _json_hash(doc: dict[str, Any]) -> str:
-    from genforge.labelling.provenance import canonical_json
 
     return _sha(canonical_json({k: v for k, v in doc.items() if k != JSONDoc.FIELD}))
 
@@ -416,3 +417,21 @@ HANDLERS: dict[str, Any] = {".png": PNG(), ".jpg": JPEG(), ".jpeg": JPEG(), ".wa
 def handler_for(path: Path) -> Any:
     """The format handler for a file name (a sidecar for any suffix without its own)."""
     return HANDLERS.get(path.suffix.lower(), Sidecar())
+
+
+def embed_provenance(path: str | Path, record: Mapping[str, Any], *,
+                     key: str | bytes | None = None, csv_comment: bool = False) -> Path:
+    """Seal `record` for the file at `path` and store it there (or in its sidecar); returns the
+    file that holds the record. `key` defaults to GENFORGE_WATERMARK_KEY (none: unsigned)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file to label")
+    return handler_for(path).embed(path, record, secret_key(key), csv_comment=csv_comment)
+
+
+def read_provenance(path: str | Path, *, key: str | bytes | None = None) -> Provenance | None:
+    """The record of `path` with its check, or None where the file carries none."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    return handler_for(path).read(path, secret_key(key))

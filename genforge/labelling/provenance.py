@@ -182,28 +182,6 @@ def verify(record: Mapping[str, Any], content_sha256: str, where: str,
     return Provenance(record, "verified", "content hash and HMAC match", where)
 
 
-def embed_provenance(path: str | Path, record: Mapping[str, Any], *,
-                     key: str | bytes | None = None, csv_comment: bool = False) -> Path:
-    """Seal `record` for the file at `path` and store it there (or in its sidecar); returns the
-    file that holds the record. `key` defaults to GENFORGE_WATERMARK_KEY (none: unsigned)."""
-    from genforge.labelling.formats import handler_for
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file to label")
-    return handler_for(path).embed(path, record, secret_key(key), csv_comment=csv_comment)
-
-
-def read_provenance(path: str | Path, *, key: str | bytes | None = None) -> Provenance | None:
-    """The record of `path` with its check, or None where the file carries none."""
-    from genforge.labelling.formats import handler_for
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
-    return handler_for(path).read(path, secret_key(key))
-
-
 def describe(path: str | Path, found: Provenance | None) -> str:
     """One line for `genforge inspect`."""
     if found is None:
