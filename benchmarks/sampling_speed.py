@@ -127,8 +127,8 @@ def bench_sampling(args, *, overhead: bool = False) -> list[dict]:
 def run_genforge(preset: str, channels: str | None, precision: str, batch: int, warmup: int,
                  steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
-    from genforge.registry import load_config
     from genforge.api import train
+    from genforge.registry import load_config
 
     extra = [f"model.channels=[{channels}]"] if channels else []
     cfg = load_config(preset, [*extra, f"train.max_steps={warmup + steps}",

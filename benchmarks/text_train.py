@@ -57,11 +57,10 @@ def run(recipe: str, precision: str, args: argparse.Namespace) -> dict:
     """One configuration in a fresh process: train in segments, evaluating between them."""
     torch.set_num_threads(args.threads)
     import genforge
-    from genforge.api import resume_config
-    from genforge.registry import load_config
-    from genforge.eval.text import held_out_nll
+    from genforge.api import resume_config, train
     from genforge.data.text import load_text
-    from genforge.api import train
+    from genforge.eval.text import held_out_nll
+    from genforge.registry import load_config
 
     cfg = load_config("shakespeare-char", overrides(recipe, precision, args))
     data = load_text(cfg.data)  # tokenised (or read from the cache) before any timing

@@ -47,8 +47,8 @@ def log_every(warmup: int, steps: int, lines: int = 5) -> int:
 
 def run_genforge(model: str, precision: str, warmup: int, steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
-    from genforge.registry import load_config
     from genforge.api import train
+    from genforge.registry import load_config
 
     every = log_every(warmup, steps)
     cfg = load_config(PRESETS[model], [
@@ -148,8 +148,8 @@ def vae_step_fn(cfg: Any, bf16: bool) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def run_plain(model: str, precision: str, warmup: int, steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
-    from genforge.registry import load_config
     from genforge.data import load_images
+    from genforge.registry import load_config
 
     cfg = load_config(PRESETS[model])
     t, every = cfg.train, log_every(warmup, steps)

@@ -61,7 +61,8 @@ def test_override_values_are_typed():
     ("overrides", "needle"),
     [
         (["train.lr_sched=cosine"], "unknown key 'train.lr_sched' (did you mean 'lr_schedule'?)"),
-        (["train.precision=fp16"], "train.precision='fp16': allowed values are 'auto', 'fp32', 'bf16'"),
+        (["train.precision=fp16"],
+         "train.precision='fp16': allowed values are 'auto', 'fp32', 'bf16'"),
         (["train.max_steps=abc"], "train.max_steps='abc': expected an integer"),
         (["train.max_steps=0"], "train.max_steps=0: must be a positive integer"),
         (["model.loss=wgan"], "model.loss='wgan': allowed values are 'bce', 'wgan-gp'"),
