@@ -1,7 +1,12 @@
 """Spoken digits (FSDD): each audio route's quality against CPU-minutes of training.
 
-    .venv/bin/python benchmarks/audio_fsdd.py --data-root ../shared/data            # ~30-45 min
-    .venv/bin/python benchmarks/audio_fsdd.py --budgets 0.2 --n 20 --routes fsdd-cdcgan  # smoke
+    .venv/bin/python benchmarks/audio_fsdd.py --data-root ../shared/data --budgets 3 8
+    .venv/bin/python benchmarks/audio_fsdd.py --budgets 0.4 --n 20 --routes fsdd-cdcgan  # smoke
+    .venv/bin/python benchmarks/audio_fsdd.py --collect --budgets 1   # gather evals in --runs
+
+CPU-minutes are process CPU time, so a busy machine stretches the wall time by the share it
+gives: the recorded run (benchmarks/results/audio_fsdd.json) got about 5 % of a core per
+process under a load average of 20-28 on 2 cores, and was cut to its first budget.
 
 Each route (a preset) trains with `genforge train` in its own process until the process has
 used the first budget of CPU time (user + system, read from /proc, so a busy machine costs wall
@@ -102,6 +107,7 @@ def route(preset: str, args: argparse.Namespace, results: dict, env: dict) -> No
         snap = snapshot(run, Path(args.runs) / f"{preset}-{budget:g}min")
         row = {"preset": preset, "budget_cpu_min": budget, "cpu_min": round(used / 60, 2),
                "step": last_step(run), "train_wall_s": round(part["wall_s"], 1)}
+        (snap / "stage.json").write_text(json.dumps(row))
         rows.append(row)
         thread = threading.Thread(target=lambda r=row, s=snap: r.update(
             {"eval": evaluate(s, args, env, log), "run": str(s)}))
@@ -110,6 +116,25 @@ def route(preset: str, args: argparse.Namespace, results: dict, env: dict) -> No
     for thread in evals:
         thread.join()
     results[preset] = rows
+
+
+def collect(args: argparse.Namespace) -> dict:
+    """Rows from the evaluated snapshots already in --runs (after an interrupted run)."""
+    results: dict = {}
+    for preset in args.routes:
+        for snap in sorted(Path(args.runs).glob(f"{preset}-*min"),
+                           key=lambda p: float(p.name.rsplit("-", 1)[1][:-3])):
+            if not (snap / "eval" / "metrics.json").exists():
+                continue
+            budget = float(snap.name.rsplit("-", 1)[1][:-3])
+            row = {"preset": preset, "budget_cpu_min": budget, "cpu_min": budget,
+                   "step": last_step(snap), "train_wall_s": None}
+            if (snap / "stage.json").exists():
+                row.update(json.loads((snap / "stage.json").read_text()))
+            row["eval"] = json.loads((snap / "eval" / "metrics.json").read_text())
+            row["run"] = str(snap)
+            results.setdefault(preset, []).append(row)
+    return results
 
 
 def keep_examples(rows: dict, args: argparse.Namespace) -> list[str]:
@@ -125,7 +150,7 @@ def keep_examples(rows: dict, args: argparse.Namespace) -> list[str]:
         model = genforge.load(runs[-1]["run"])
         waves = model.sample(10, seed=0, label=list(range(10)))  # digits 0..9
         kept.append(model.write(waves, out / f"{preset}-digits-0-9.wav"))
-        grid = model.sample(30, seed=1, label=np.arange(30) % 10)
+        grid = model.sample(20, seed=1, label=np.arange(20) % 10)
         kept.append(model.write(grid, out / f"{preset}-grid.png", nrow=10))
         if preset == "fsdd-diffusion":
             sevens = model.sample(3, seed=2, label=7)
@@ -165,6 +190,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "audio_fsdd.json"))
     parser.add_argument("--no-examples", action="store_true")
+    parser.add_argument("--collect", action="store_true",
+                        help="no training: gather the evaluations already in --runs")
     args = parser.parse_args()
     Path(args.runs).mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads),
@@ -172,8 +199,9 @@ def main() -> None:
     start = time.perf_counter()
     with open("/proc/loadavg") as f:
         load_before = f.read().split()[:3]
-    results: dict = {}
-    threads = [threading.Thread(target=route, args=(p, args, results, env)) for p in args.routes]
+    results: dict = collect(args) if args.collect else {}
+    threads = [] if args.collect else [threading.Thread(target=route, args=(p, args, results, env))
+                                       for p in args.routes]
     for t in threads:
         t.start()
     for t in threads:

@@ -134,7 +134,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-inception", action="store_true")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "eval_speed.json"))
+    parser.add_argument("--out", default="benchmarks/results/eval_speed.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
