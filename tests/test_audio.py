@@ -69,7 +69,8 @@ def test_wav_round_trip(tmp_path):
     assert len(back) == 2 * waves.shape[1] + gap
     assert np.allclose(back[waves.shape[1] + gap:], waves[1], atol=1e-4)
     with sf.SoundFile(joined) as f:
-        assert json.loads(f.comment) == {"model": "test"}
+        record = json.loads(f.comment)  # the sealed provenance record (genforge.labelling)
+        assert record["model"] == "test" and record["label"] == "AI-generated"
     npz = np.load(out.write(waves, tmp_path / "w.npz", info))
     assert np.array_equal(npz["waves"], waves) and int(npz["sample_rate"]) == RATE
 
@@ -129,7 +130,7 @@ def test_fsdd_labels_and_official_split(fsdd_root):
     assert info["kind"] == "audio" and info["image_size"] == 32 and info["num_classes"] == 3
     assert info["split"]["rule"].startswith("official FSDD split")
     x = train.images.float() / 127.5 - 1
-    assert x.max() == 1 and x.min() == -1  # the loudest bin is +1, silence -1
+    assert 1 - 2 / 80 <= x.max() <= 1 and x.min() == -1  # loudest bin within 1 dB of +1
     few = load_audio(AudioDataConfig(split="test", limit=6), fsdd_root)
     assert len(set(few.labels.tolist())) > 1  # `limit` takes a mix, not one class
 
@@ -180,17 +181,26 @@ PRESETS = [("fsdd-diffusion", "diffusion"), ("fsdd-cdcgan", "gan"),
            ("configs/audio.yaml", "diffusion")]
 
 
-@pytest.fixture(scope="module")
-def audio_runs(fsdd_root, tmp_path_factory):
-    base = tmp_path_factory.mktemp("audio-runs")
-    runs = {}
-    for preset, family in PRESETS:
+class _Runs(dict):
+    """Each preset trained (tiny, 4 steps) on first use, once per module."""
+
+    def __init__(self, root, base) -> None:
+        super().__init__()
+        self.root, self.base = root, base
+
+    def __missing__(self, preset: str):
+        family = dict(PRESETS)[preset]
         spec = str(PRESET_DIR / preset.split("/")[-1]) if preset.endswith(".yaml") else preset
         cfg = load_config(spec, tiny(family, "train.batch_size=8", "log.sample_n=4"))
         assert cfg.modality == "audio"
-        runs[preset] = genforge.train(cfg, out=base / preset.replace("/", "-"),
-                                      data_root=fsdd_root).run_dir
-    return runs
+        self[preset] = genforge.train(cfg, out=self.base / preset.replace("/", "-"),
+                                      data_root=self.root).run_dir
+        return self[preset]
+
+
+@pytest.fixture(scope="module")
+def audio_runs(fsdd_root, tmp_path_factory):
+    return _Runs(fsdd_root, tmp_path_factory.mktemp("audio-runs"))
 
 
 @pytest.mark.parametrize("preset", [p for p, _ in PRESETS])

@@ -400,7 +400,7 @@ def _spectrogram_grid(waves: np.ndarray, info: dict[str, Any], path: Path,
     from genforge.data.grids import make_grid
 
     grid = make_grid(spectrogram_images(waves, info), nrow=nrow, pad_value=255)[..., 0]
-    scale = max(1, 384 // max(grid.shape))  # small spectrograms, enlarged pixel for pixel
+    scale = max(1, 768 // max(grid.shape))  # small spectrograms, enlarged pixel for pixel
     picture = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale),
                                            Image.Resampling.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
