@@ -187,7 +187,7 @@ FAMILIES: dict[str, FamilySpec] = {
         name="tabular",
         description="Tables: Gaussian copula, TVAE, CTGAN, TabDDPM; conditions and imputation",
         model_config=TabularConfig,
-        objective="genforge.families.tabular.objective:build_objective",
+        objective="genforge.families.tabular.build:build_objective",
         modalities=("tables",),
         can_complete=True,
         sample_options=("where",),
@@ -226,6 +226,7 @@ PRESETS: dict[str, str] = {
     "macrodata-series": "macrodata-series.yaml",
     "fsdd-diffusion": "fsdd-diffusion.yaml",
     "fsdd-cdcgan": "fsdd-cdcgan.yaml",
+    "audio": "audio.yaml",  # any WAV folder: data.path=...
     "adult-copula": "adult-copula.yaml",
     "adult-tvae": "adult-tvae.yaml",
     "adult-ctgan": "adult-ctgan.yaml",

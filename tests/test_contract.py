@@ -90,7 +90,13 @@ def same(a, b) -> bool:
     return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
 
 
-@pytest.mark.parametrize("preset", list(PRESETS))
+# Tables presets build their objective from a fitted schema of real rows, which cannot be made
+# up here; tests/test_tables.py runs the same contract on each synthesizer with a tiny table.
+CONTRACT_PRESETS = [p for p in PRESETS if not p.startswith(("adult-", "german-credit-"))
+                    and p != "tables"]
+
+
+@pytest.mark.parametrize("preset", CONTRACT_PRESETS)
 def test_contract(preset):
     cfg, info, objective = build(preset)
     assert isinstance(objective, Objective)

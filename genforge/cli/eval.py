@@ -48,6 +48,8 @@ def eval_command(
     batch_size: Annotated[int, typer.Option(help="Images per feature batch.")] = 100,
     cache: Annotated[bool, typer.Option(help="Reuse cached reference statistics.")] = True,
     progress: Annotated[bool, typer.Option(help="Progress bars.")] = True,
+    protected: Annotated[str | None, typer.Option(
+        help="Tables: a protected column (e.g. sex) for the fairness gaps.")] = None,
 ):
     """Metrics of a run with their protocol, into RUN/eval/{metrics.json,report.html}: images
     (FID, KID, precision/recall, density/coverage, IS, memorisation; also two image sets), text
@@ -66,7 +68,7 @@ def eval_command(
                               precision=precision, real=real, train=train,
                               inception=inception, classifier=classifier,
                               data_root=data_root, batch_size=batch_size, use_cache=cache,
-                              progress=progress)
+                              progress=progress, protected=protected)
         if run is not None:
             lines, paths = evaluate_run(run, options, out, n_given=n is not None)
         else:

@@ -81,6 +81,9 @@ def read_table(path: Path, cfg: TablesDataConfig | None = None, *,
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError) as err:
         raise DataError(f"{path}: not a readable {fmt} table ({str(err).splitlines()[0]})") \
             from None
+    if fmt == "csv" and not isinstance(df.index, pd.RangeIndex):  # pandas made extra cells
+        raise DataError(f"{path}: rows have more cells than the header's {len(df.columns)} "
+                        "columns; check data.separator and the header row")
     df.columns = [str(c).strip() for c in df.columns]
     if len(df) == 0 or len(df.columns) == 0:
         raise DataError(f"{path}: the table is empty (no rows); a table to learn needs rows")

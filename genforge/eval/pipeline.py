@@ -56,6 +56,7 @@ class EvalOptions:
     memorisation_queries: int = 5000  # training images whose nearest-neighbour distance sets tau
     use_cache: bool = True  # reference statistics cache
     progress: bool = True
+    protected: str | None = None  # tables: the column whose fairness gaps are reported
     precision_reason: str = field(default="", init=False)  # what `auto` chose, and why
 
     def __post_init__(self) -> None:

@@ -25,6 +25,7 @@ EVALUATORS: dict[str, str] = {
     "images": "genforge.eval.runs:evaluate_images",
     "text": "genforge.eval.runs:evaluate_text_run",
     "series": "genforge.eval.runs:evaluate_series_run",
+    "tables": "genforge.eval.tables:evaluate_tables_run",
     "audio": "genforge.eval.runs:evaluate_audio_run",
 }
 

@@ -358,3 +358,42 @@ def report_section(result: dict[str, Any]) -> str:
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
+                        ) -> tuple[list[str], dict[str, Any]]:
+    """For genforge.eval.runs.EVALUATORS: sample the run (options.n rows, or as many as its
+    training rows), score against its own data's train and test rows, write metrics.json and
+    report.html into `out`; (summary lines, written paths)."""
+    import json
+    from pathlib import Path
+
+    from genforge.data.tables import load_tables
+
+    data = load_tables(model.config.data, getattr(options, "data_root", None))
+    info = model.data_info
+    n = options.n if n_given else info["rows"]
+    synthetic = pd.concat(list(model.sample_chunks(n, seed=options.seed)), ignore_index=True)
+    protected = getattr(options, "protected", None)
+    result = evaluate_tables(data.train_frame, data.test_frame, synthetic, info["schema"],
+                             target=info.get("target"), positive=info.get("positive"),
+                             protected=protected, seed=options.seed)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"metrics": folder / "metrics.json", "report": folder / "report.html"}
+    paths["metrics"].write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    paths["report"].write_text("<!doctype html><meta charset='utf-8'><title>genforge tables "
+                               "report</title>" + report_section(result), encoding="utf-8")
+    f = result["fidelity"]
+    lines = [f"quality {f['quality']:.4f} (shapes {f['column_shapes']:.4f}, pairs "
+             f"{f['column_pairs']:.4f}), detection AUC {f['detection_auc']:.3f}"]
+    if "utility" in result:
+        u = result["utility"]
+        lines.append(f"TSTR mean F1 {u['tstr']['mean_f1']:.4f} (train on real "
+                     f"{u['trtr']['mean_f1']:.4f})")
+    if "privacy" in result:
+        p = result["privacy"]
+        lines.append(f"DCR median {p['dcr_synthetic']['median']:.4f} (holdout "
+                     f"{p['dcr_holdout']['median']:.4f}), attack advantage "
+                     f"{p['attack_advantage']:.3f}, exact copies {p['exact_copy_rate']:.4f}")
+    return lines, paths

@@ -24,19 +24,6 @@ from genforge.data.table_schema import MISSING, EncodedTable, TableCodec, _decod
 from genforge.errors import ConfigError
 
 
-def build_objective(cfg: Any, data_info: dict[str, Any]) -> Any:
-    """The registry's constructor: the synthesizer `cfg.kind` names."""
-    if cfg.kind == "copula":
-        from genforge.families.tabular.copula import CopulaObjective as cls
-    elif cfg.kind == "tvae":
-        from genforge.families.tabular.tvae import TVAEObjective as cls
-    elif cfg.kind == "ctgan":
-        from genforge.families.tabular.ctgan import CTGANObjective as cls
-    else:
-        from genforge.families.tabular.tabddpm import TabDDPMObjective as cls
-    return cls(cfg, data_info)
-
-
 class TabularObjective:
     """Base class; subclasses set `nets`, `sampling_nets` and implement `_generate`."""
 
@@ -164,6 +151,11 @@ class TabularObjective:
                ) -> tuple[EncodedTable, torch.Tensor, torch.Tensor]:
         """Encoded rows and which model cells are given. An empty numeric cell is to be filled
         with a number: its missing-indicator is given as 0 (present)."""
+        frame = frame.copy()
+        for col in self.codec.categorical:  # a placeholder where a gap has no 'missing' code
+            if "indicator_of" not in col and col["categories"][-1] is not None:
+                frame[col["name"]] = frame[col["name"]].where(frame[col["name"]].notna(),
+                                                              col["categories"][0])
         enc = self.codec.encode(frame)
         known_num = torch.tensor(~gaps[[c["name"] for c in self.codec.numeric]].to_numpy()
                                  ).reshape(len(frame), self.n_num)

@@ -37,7 +37,8 @@ class QuantileMap:
     """Per-column empirical CDF from Q quantiles (n_num, Q), at levels k / (Q - 1)."""
 
     def __init__(self, quantiles: list[list[float]]) -> None:
-        self.q = torch.tensor(quantiles, dtype=torch.float32).reshape(len(quantiles), -1)
+        self.q = torch.tensor(quantiles, dtype=torch.float32).reshape(len(quantiles), -1) \
+            if quantiles else torch.zeros(0, 2)  # a table without numeric columns
         self.levels = torch.linspace(0, 1, self.q.shape[1]) if len(quantiles) else None
 
     def _cdf(self, x: torch.Tensor, right: bool) -> torch.Tensor:
