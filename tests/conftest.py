@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# precision=auto picks bf16 on AVX-512 BF16 / AMX machines: recorded losses and exact
+# comparisons must not depend on which machine runs the tests (subprocesses inherit this)
+os.environ.setdefault("GENFORGE_AUTO_PRECISION", "fp32")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

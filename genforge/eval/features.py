@@ -125,10 +125,6 @@ class InceptionExtractor:
         return torch.cat(out), None
 
     def _features(self, images: torch.Tensor) -> torch.Tensor:
-        b = len(images)
-        if b < self.micro_batch:  # one input shape: TorchScript's optimised graph stays valid
-            pad = images.new_zeros((self.micro_batch - b, *images.shape[1:]))
-            images = torch.cat([images, pad])
         x = images.float()  # (B, C, H, W) in 0..255
         # resize before repeating grey to 3 channels: the same numbers, a third of the work
         x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False,
@@ -138,7 +134,7 @@ class InceptionExtractor:
             x = x.expand(-1, 3, -1, -1).contiguous()  # (B, 3, 299, 299): grey as RGB
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             feats = self.net(x)  # (B, 2048)
-        return feats[:b].float()
+        return feats.float()
 
 
 def extract(extractor: Extractor, images: torch.Tensor, *, batch_size: int = 100,

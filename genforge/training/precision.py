@@ -3,12 +3,15 @@
 `auto` (the default for train, sample and eval) takes bf16 where the hardware computes it
 natively — a CUDA GPU with bf16 support, or a CPU with AVX-512 BF16 or AMX — and fp32
 elsewhere. bf16 asked for on a CPU without those instructions still runs (PyTorch emulates it)
-but is often ten times slower: a warning says so, once per process.
+but is often ten times slower: a warning says so, once per process. GENFORGE_AUTO_PRECISION
+(fp32 or bf16) overrides what `auto` picks, e.g. for results that must not depend on the
+machine (the test suite sets fp32).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from pathlib import Path
 
@@ -58,6 +61,9 @@ def choose_precision(requested: str, device: str | torch.device = "cpu") -> tupl
         raise ConfigError(f"precision={requested!r}: allowed values are {', '.join(PRECISIONS)}")
     native, reason = bf16_native(device)
     if requested == "auto":
+        pinned = os.environ.get("GENFORGE_AUTO_PRECISION")
+        if pinned in ("fp32", "bf16"):
+            return pinned, f"auto: GENFORGE_AUTO_PRECISION={pinned} ({reason})"
         return ("bf16" if native else "fp32"), f"auto: {reason}"
     if requested == "bf16" and not native:
         _warn_emulated(reason)
