@@ -68,8 +68,8 @@ class EvalOptions:
             from genforge.training.precision import choose_precision
 
             self.precision, self.precision_reason = choose_precision("auto")
-        if self.n < 10:
-            raise ConfigError(f"--n {self.n}: at least 10 images are needed for the metrics")
+        if self.n < 1:
+            raise ConfigError(f"--n {self.n}: must be a positive number of samples")
         if self.batch_size < 1 or self.kid_subsets < 1:
             raise ConfigError("--batch-size and the KID subsets must be positive")
 
@@ -304,6 +304,8 @@ def evaluate(run: str | Path | None = None, *, fake: str | Path | None = None,
              options: EvalOptions | None = None) -> EvalResult:
     """Evaluate a run folder, or a `fake` image file against `options.real`."""
     options = options or EvalOptions()
+    if options.n < 10:  # image metrics (FID's covariance, KID subsets, k-NN) need a few
+        raise ConfigError(f"--n {options.n}: at least 10 images are needed for the metrics")
     start = time.perf_counter()
     model = None
     if run is not None:
