@@ -277,7 +277,6 @@ class GenerativeModel:
             weights_sha256=file_hash(weights) if weights.is_file() else None, seed=seed,
             extra={"family": self.family, "step": self.step, **extra})
 
-    write_samples = write  # the name before the modality outputs
 
     def complete(self, images: torch.Tensor | np.ndarray, mask: str | torch.Tensor, *,
                  seed: int = 0, label: Any = None, **options: Any) -> torch.Tensor:
