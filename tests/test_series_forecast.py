@@ -89,6 +89,36 @@ def test_widening_keeps_each_path_and_is_identity_at_factor_one():
     assert max(fitted["factors"]) == 0.0
 
 
+def test_step_blocks_follow_a_spread_that_grows_too_fast():
+    """The model's spread is flat over the horizon while the truth's grows 1 -> 3: one pooled
+    factor over-covers the first steps and under-covers the last; factors per block of steps
+    put every block near nominal."""
+    g = np.random.default_rng(2)
+    h, sigma = 6, np.array([1.0, 1.0, 2.0, 2.0, 3.0, 3.0])
+
+    def forecasts(n: int) -> list[Forecast]:
+        return [Forecast(k, grid_paths(np.zeros(h), 1.0, 200), (sigma * g.normal(size=h))[:, None],
+                         g.normal(size=(20, 1))) for k in range(n)]
+
+    cal, test = forecasts(200), forecasts(300)
+    pooled_f, blocks = calibrate(cal), calibrate(cal, step_groups=3)
+    assert len(blocks["step_factors"]) == 3 and blocks["factors"] == pooled_f["factors"]
+    first, last = (np.asarray(f) for f in (blocks["step_factors"][0], blocks["step_factors"][2]))
+    assert (last > 2.2 * first).all()  # the last block needs 3x the first's widening
+
+    def last_steps(f: list[Forecast]) -> list[Forecast]:
+        return [Forecast(x.origin, x.paths[:, 4:], x.truth[4:], x.history) for x in f]
+
+    pooled_err = coverage_error(score(last_steps(calibrated(test, pooled_f)), 1))
+    block_err = coverage_error(score(last_steps(calibrated(test, blocks)), 1))
+    assert block_err < 8 and pooled_err > 15, (block_err, pooled_err)  # SE ~2 points
+    assert coverage_error(score(calibrated(test, blocks), 1)) < 6
+    # a longer forecast stretches the blocks over its own steps
+    long = widen(grid_paths(np.zeros(12), 1.0, 200), blocks)
+    np.testing.assert_allclose(long[:, 0], widen(grid_paths(np.zeros(6), 1.0, 200), blocks)[:, 0])
+    assert np.ptp(long[:, 11]) > 2.2 * np.ptp(long[:, 0])
+
+
 def test_rolling_protocol_origins_and_the_calibration_window():
     p = RollingProtocol(horizon=12, period=12, origins=5, stride=6, calibration_origins=8,
                         calibration_stride=3)
@@ -181,6 +211,33 @@ def test_a_run_calibrates_its_paths_on_its_calibration_rows(calibrated_run):
     assert factors["origins"] == [80, 86, 92, 98]  # each forecast ends by row 104
     np.testing.assert_allclose(paths, widen(raw, factors), rtol=1e-5)
     assert not np.allclose(paths, raw)
+
+
+def test_a_refitted_run_keeps_the_factors_of_the_calibrated_one(calibrated_run, tmp_path):
+    """The refit after calibration: the same configuration trained on every row before the
+    tail has no calibration rows of its own; it widens by the factors it is given."""
+    import genforge
+    from genforge.api import train
+    from genforge.errors import ConfigError
+    from genforge.registry import load_config
+
+    cfg = load_config("airline-ar", [*tiny("series"), f"data.root={REPO / 'data'}",
+                                     "log.sample_every=0"])
+    refit = genforge.load(train(cfg, out=tmp_path / "refit").run_dir)
+    assert refit.data_info["fit_rows"] == refit.data_info["train_rows"] == 128 - 24
+    with pytest.raises(ConfigError, match="no calibration rows"):
+        refit.sample(10, seed=0, horizon=6, calibrated=True)
+    factors = genforge.load(calibrated_run).objective.calibration(6)
+    raw = refit.sample(30, seed=0, horizon=6).double().numpy()  # nothing kept: raw paths
+    refit.objective.keep_calibration(factors)
+    kept = refit.sample(30, seed=0, horizon=6).double().numpy()  # calibrated by default now
+    np.testing.assert_allclose(kept, widen(raw, factors), rtol=1e-5)
+    assert not np.allclose(kept, raw)
+    assert refit.objective.calibration(12) is factors
+    refit.objective.keep_calibration(None)
+    np.testing.assert_allclose(refit.sample(30, seed=0, horizon=6).double().numpy(), raw)
+    with pytest.raises(ConfigError, match="levels"):
+        refit.objective.keep_calibration({"factors": [1.0]})
 
 
 def test_eval_reports_coverage_pit_and_rolling_origins(calibrated_run, tmp_path):

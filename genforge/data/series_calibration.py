@@ -14,6 +14,15 @@ level l_x = |2 rank/S - 1| interval, to m + f(l_x) (x - m): the order of the val
 step is kept, so a path stays one path (its dependence across steps is the model's).
 f < 1 narrows an over-wide forecaster; f > 1 widens an over-confident one.
 
+Pooling over steps: by default one factor per level for all horizon steps (a few origins are
+too few for one factor per step). step_groups=G splits the H steps into G consecutive blocks
+and fits one factor per level and block, for a model whose spread grows at the wrong rate
+with the horizon; `widen` then uses each step's block factors.
+
+The factors are ratios to the model's own half-widths, so they carry no unit: the factors
+of a model trained before the calibration rows may be kept for the same configuration
+refitted on every row before the test origins (SeriesObjective.keep_calibration).
+
     from genforge.data.series_calibration import fit_widening, widen
     factors = fit_widening(calibration_paths, calibration_truths)
     calibrated = widen(test_paths, factors)
@@ -48,32 +57,58 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(ordered[k - 1])
 
 
+def step_blocks(horizon: int, groups: int) -> np.ndarray:
+    """(H,) the block of each step: `groups` consecutive blocks of near-equal length."""
+    groups = max(1, min(groups, horizon))
+    return (np.arange(horizon) * groups) // horizon
+
+
 def fit_widening(paths: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                 levels: Sequence[float] = LEVELS) -> dict[str, Any]:
+                 levels: Sequence[float] = LEVELS, step_groups: int = 1) -> dict[str, Any]:
     """Factors f(l) from calibration forecasts: paths[i] (S, H, D) against truths[i] (H, D).
 
     The scores of all steps and columns are pooled: the model's own spread already grows
     with the horizon, and a calibration window of a few origins is too short for one factor
-    per step."""
+    per step. step_groups > 1 adds factors per block of steps ("step_factors", (G, L))."""
     if len(paths) == 0 or len(paths) != len(truths):
         raise ValueError("fit_widening needs as many calibration forecasts as truths (>= 1)")
-    scores = np.concatenate([needed_widening(p, y, levels).reshape(len(levels), -1)
-                             for p, y in zip(paths, truths, strict=True)], axis=1)  # (L, n)
+    needed = [needed_widening(p, y, levels) for p, y in zip(paths, truths, strict=True)]
+    scores = np.concatenate([c.reshape(len(levels), -1) for c in needed], axis=1)  # (L, n)
     factors = [conformal_quantile(scores[j], lv) for j, lv in enumerate(levels)]
-    return {"levels": [float(lv) for lv in levels], "factors": factors,
-            "points": int(scores.shape[1])}
+    out = {"levels": [float(lv) for lv in levels], "factors": factors,
+           "points": int(scores.shape[1])}
+    horizon = needed[0].shape[1]
+    if step_groups > 1 and horizon > 1:
+        if any(c.shape[1] != horizon for c in needed):
+            raise ValueError("step_groups > 1 needs calibration forecasts of one horizon")
+        block = step_blocks(horizon, step_groups)
+        out["step_factors"] = [
+            [conformal_quantile(np.concatenate([c[j, block == g] for c in needed]), lv)
+             for j, lv in enumerate(levels)] for g in range(int(block.max()) + 1)]
+        out["horizon"] = horizon
+    return out
 
 
 def widen(paths: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
-    """paths (S, H, D) -> calibrated paths (S, H, D), each step's values kept in order."""
+    """paths (S, H, D) -> calibrated paths (S, H, D), each step's values kept in order.
+    With per-block factors (fit_widening step_groups > 1) step h takes its block's factors,
+    the blocks laid over this forecast's horizon as over the calibration horizon."""
     levels = np.asarray(calibration["levels"], np.float64)
-    factors = np.asarray(calibration["factors"], np.float64)
-    s = paths.shape[0]
+    s, h = paths.shape[0], paths.shape[1]
+    rank_level = np.abs(2 * (np.arange(s) + 0.5) / s - 1)  # (S,) the level each rank bounds
+    if "step_factors" in calibration:
+        table = np.asarray(calibration["step_factors"], np.float64)  # (G, L)
+        # step h of this forecast sits where step h * H_cal / H would in the calibration one
+        block = step_blocks(calibration["horizon"], len(table))
+        at = block[np.minimum(np.arange(h) * calibration["horizon"] // h,
+                              calibration["horizon"] - 1)]  # (H,)
+        f = np.stack([np.interp(rank_level, levels, table[g]) for g in at], 1)[..., None]
+    else:  # (S, 1, 1): flat beyond the grid
+        f = np.interp(rank_level, levels, np.asarray(calibration["factors"], np.float64))
+        f = f.reshape(s, 1, 1)
     order = np.argsort(paths, axis=0, kind="stable")  # (S, H, D)
     ordered = np.take_along_axis(paths, order, axis=0)
     median = np.median(paths, axis=0, keepdims=True)  # (1, H, D)
-    rank_level = np.abs(2 * (np.arange(s) + 0.5) / s - 1)  # (S,) the level each rank bounds
-    f = np.interp(rank_level, levels, factors).reshape(s, 1, 1)  # flat beyond the grid
     moved = median + f * (ordered - median)  # (S, H, D), sorted order
     # a factor that falls with the level could cross neighbours: keep each side monotone
     upper = ordered >= median

@@ -95,9 +95,10 @@ def rolling_forecasts(forecaster: Forecaster, values: np.ndarray, origins: Seque
     return out
 
 
-def calibrate(calibration: Sequence[Forecast]) -> dict[str, Any]:
+def calibrate(calibration: Sequence[Forecast], step_groups: int = 1) -> dict[str, Any]:
     """Widening factors from the calibration forecasts (see genforge.data.series_calibration)."""
-    return fit_widening([f.paths for f in calibration], [f.truth for f in calibration])
+    return fit_widening([f.paths for f in calibration], [f.truth for f in calibration],
+                        step_groups=step_groups)
 
 
 def calibrated(forecasts: Sequence[Forecast], factors: dict[str, Any]) -> list[Forecast]:

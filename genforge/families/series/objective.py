@@ -5,7 +5,9 @@
     n paths in one batch, then undo the scaling, differencing and log
     calibration: with data.calibration_length > 0 the paths are widened around their median
     by conformal factors fitted on forecasts from origins in those rows (issue 17: the raw
-    intervals of this model hold far less than their nominal coverage)
+    intervals of this model hold far less than their nominal coverage); a model refitted on
+    every row before the held-out tail takes the factors of the calibrated one
+    (keep_calibration), as benchmarks/series_forecast.py does for its genforge_refit_* rows
     synthetic series: families/series/synthetic.py
 """
 
@@ -38,6 +40,7 @@ class SeriesObjective:
         self.nets = {"net": SeriesNet(cfg, len(data_info["columns"]), data_info["lags"],
                                       data_info["period"], self.window)}
         self._calibrations: dict[int, dict[str, Any]] = {}  # horizon -> widening factors
+        self._kept: dict[str, Any] | None = None  # factors fitted by another model (refit)
 
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
         return {"net": torch.optim.AdamW(self.nets["net"].parameters(), lr=train.lr,
@@ -66,7 +69,8 @@ class SeriesObjective:
         (default: the whole series the model was trained with, held-out tail included).
 
         A run trained with data.calibration_length > 0 widens (or narrows) its paths by the
-        factors fitted on that window (see `calibration`), unless calibrated=False.
+        factors fitted on that window (see `calibration`), or by factors given to
+        `keep_calibration`, unless calibrated=False.
         synthetic=True gives n whole new series of `length` steps instead (n, length, D)."""
         if synthetic:
             if horizon is not None or history is not None:
@@ -80,11 +84,24 @@ class SeriesObjective:
             raise ConfigError(f"--horizon={horizon}: must be a positive integer")
         paths = self.forecast(n, seed=seed, horizon=horizon, history=history)
         if calibrated is None:
-            calibrated = self.info.get("calibration_length", 0) > 0
+            calibrated = self._kept is not None or self.info.get("calibration_length", 0) > 0
         if not calibrated:
             return paths
         factors = self.calibration(horizon)
         return torch.from_numpy(widen(paths.double().numpy(), factors)).float()
+
+    def keep_calibration(self, factors: dict[str, Any] | None) -> None:
+        """Use widening factors fitted elsewhere (None: back to this run's own).
+
+        The refit after calibration: a model trained on the rows before its calibration
+        window gives the factors (its `calibration(h)`), then the same configuration trained
+        on every row before the test origins forecasts, widened by those factors. The factors
+        are ratios to the model's own spread, so they carry over; the refitted model cannot
+        calibrate itself (its calibration rows are training rows)."""
+        if factors is not None and not {"levels", "factors"} <= set(factors):
+            raise ConfigError("keep_calibration: factors need 'levels' and 'factors' "
+                              "(from fit_widening or calibration(h))")
+        self._kept = factors
 
     def calibration(self, horizon: int) -> dict[str, Any]:
         """Conformal widening factors from forecasts at the calibration origins: every
@@ -92,6 +109,8 @@ class SeriesObjective:
         the calibration rows (never in the held-out tail). Fixed seeds: a run always gets the
         same factors; computed once per horizon."""
         info = self.info
+        if self._kept is not None:
+            return self._kept
         if info.get("calibration_length", 0) <= 0:
             raise ConfigError(f"{info.get('dataset')}: this run has no calibration rows "
                               "(train with data.calibration_length > 0)")
