@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 import genforge
 from genforge.data.tables import TablesDataConfig, load_tables
@@ -100,12 +101,18 @@ def main() -> None:
     parser.add_argument("--dp", default="1,3,10", help="epsilons of the DP-SGD runs ('' none)")
     parser.add_argument("--dp-kind", default="tabddpm")
     parser.add_argument("--german", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; with 1, a budget of B CPU seconds is B wall seconds "
+                             "on a dedicated machine, and a busy machine cannot inflate it "
+                             "with threads spinning at barriers")
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/tables_adult.json"))
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="tables-bench-"))
     results: dict = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                  "avx512_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text(),
-                                 "load_average_at_start": os.getloadavg()},
+                                 "load_average_at_start": os.getloadavg(),
+                                 "torch_threads": args.threads},
                      "budget_s": args.budget, "rows_scored": args.rows, "tables": {}}
 
     def save() -> None:
@@ -142,7 +149,7 @@ def main() -> None:
             steps_seen[kind] = steps
             r = score(run, data, rows_n, trtr, protected)
             table["synthesizers"].append(row(kind, (seconds, cpu, steps), r))
-            table["synthesizers"][-1]["run"] = str(run)
+            table["synthesizers"][-1]["run"] = run.name  # the folder under --work
             print(json.dumps(table["synthesizers"][-1], default=str), flush=True)
             save()
         if dataset == "adult" and args.dp and args.dp_kind in steps_seen:

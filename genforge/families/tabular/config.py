@@ -21,7 +21,9 @@ class TabularConfig:
 
     max_modes: mixture components per numeric column (tvae, ctgan); hidden/layers: MLP sizes;
     latent_dim: TVAE latent and CTGAN noise size; pac: rows per PacGAN critic input;
-    timesteps / schedule: TabDDPM's noise levels; sample_chunk: rows generated per pass.
+    timesteps / schedule: TabDDPM's noise levels; aux_weight: weight of TabDDPM's auxiliary
+    cross-entropy of the predicted categories (D3PM's hybrid loss; 0 = the KL alone);
+    sample_chunk: rows generated per pass.
     """
 
     kind: Literal["copula", "tvae", "ctgan", "tabddpm"] = "tabddpm"
@@ -39,6 +41,7 @@ class TabularConfig:
     # tabddpm
     timesteps: int = 100
     schedule: Literal["cosine", "linear"] = "cosine"
+    aux_weight: float = 0.0
     # all
     sample_chunk: int = 20000
     max_rejection_rounds: int = 50  # conditional sampling by rejection gives up after these
@@ -48,6 +51,8 @@ class TabularConfig:
                     "sample_chunk", "max_rejection_rounds"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"model.{key}={getattr(self, key)}: must be a positive integer")
+        if not self.aux_weight >= 0.0:
+            raise ConfigError(f"model.aux_weight={self.aux_weight}: must be >= 0")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout}: must be in [0, 1)")
 

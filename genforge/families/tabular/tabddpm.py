@@ -8,7 +8,7 @@ column, one MLP denoiser for both.
                                        * (abar_t-1 x_0 + (1 - abar_t-1) / K)
                 the net predicts x_0's probabilities p0; p(x_t-1 | x_t) puts p0 in place of x_0;
                 loss KL(q(x_t-1 | x_t, x_0) || p(x_t-1 | x_t)) (at t = 1 the NLL of x_0)
-    loss = mse + sum of the columns' KL / n_cat
+    loss = mse + sum of the columns' KL / n_cat (+ aux_weight * mean CE of the x0 logits)
 
 Conditions and imputation replace the known cells at every step by a draw from q(x_t | x_0)
 (RePaint without resampling), and by the values themselves at the end.
@@ -40,6 +40,58 @@ def alpha_bars(T: int, schedule: str) -> torch.Tensor:
     return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1 - betas, 0)])
 
 
+class CategorySpans:
+    """The categorical columns side by side in one flat one-hot vector (B, S), S = sum K, so
+    that every column's multinomial step is a few tensor ops instead of a Python loop over
+    columns (the loop's small ops were most of a CPU step). Per-column sums go through a
+    (S, C) indicator matrix; per-column max and argmax through a padded (B, C, Kmax) view."""
+
+    def __init__(self, cards: list[int]) -> None:
+        self.cards, self.C = list(cards), len(cards)
+        self.S, self.kmax = sum(cards), max(cards, default=1)
+        self.offsets = torch.tensor([0, *torch.tensor(cards).cumsum(0).tolist()][:-1]
+                                    if cards else [], dtype=torch.long)
+        self.column = torch.repeat_interleave(torch.arange(self.C), torch.tensor(cards,
+                                                                                  dtype=torch.long))
+        self.k = torch.tensor([float(k) for k in cards for _ in range(k)])  # (S,) each entry's K
+        self.indicator = F.one_hot(self.column, self.C).float() if cards else torch.zeros(0, 0)
+        # position of flat entry s in the padded (C * Kmax) layout
+        within = torch.arange(self.S) - self.offsets[self.column] if cards else self.column
+        self.padded_pos = self.column * self.kmax + within
+
+    def to(self, device: torch.device) -> CategorySpans:
+        for name in ("offsets", "column", "k", "indicator", "padded_pos"):
+            setattr(self, name, getattr(self, name).to(device))
+        return self
+
+    def onehot(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes (B, C) -> flat one-hots (B, S)."""
+        out = torch.zeros(codes.shape[0], self.S, device=codes.device)
+        return out.scatter_(1, codes + self.offsets, 1.0)
+
+    def _padded(self, v: torch.Tensor, fill: float) -> torch.Tensor:
+        out = torch.full((v.shape[0], self.C * self.kmax), fill, device=v.device, dtype=v.dtype)
+        out[:, self.padded_pos] = v
+        return out.view(-1, self.C, self.kmax)
+
+    def codes(self, v: torch.Tensor) -> torch.Tensor:
+        """Per-column argmax of flat scores (B, S) -> codes (B, C)."""
+        return self._padded(v, -torch.inf).argmax(2)
+
+    def normalise(self, p: torch.Tensor) -> torch.Tensor:
+        return p / (p @ self.indicator @ self.indicator.T)
+
+    def log_softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        top = self._padded(logits.detach(), -torch.inf).amax(2)  # (B, C), a stabiliser
+        z = logits - top[:, self.column]
+        return z - (z.exp() @ self.indicator).log()[:, self.column]
+
+    def draw(self, probs: torch.Tensor) -> torch.Tensor:
+        """One-hot draws per column from flat probabilities (B, S) (Gumbel-max)."""
+        u = torch.rand_like(probs).clamp_(1e-20, 1.0)
+        return self.onehot(self.codes(probs.clamp_min(1e-30).log() - (-u.log()).log()))
+
+
 class TabDDPMObjective(TabularObjective):
     sampling_nets = ("denoiser",)
 
@@ -49,63 +101,65 @@ class TabDDPMObjective(TabularObjective):
         self.T = cfg.timesteps
         self.abar = alpha_bars(self.T, cfg.schedule).float()  # (T + 1,)
         self.alpha = torch.cat([torch.ones(1), self.abar[1:] / self.abar[:-1]])  # a_t
-        self.d = self.n_num + sum(self.cards)
+        self.spans = CategorySpans(self.cards)
+        self.d = self.n_num + self.spans.S
         self.nets = {"denoiser": Denoiser(self.d, cfg.hidden, cfg.layers, cfg.dropout)}
-        self.offsets = [0, *torch.tensor(self.cards).cumsum(0).tolist()] if self.cards else [0]
 
     def configure_optimizers(self, train: Any) -> dict[str, torch.optim.Optimizer]:
         return {"denoiser": torch.optim.AdamW(self.nets["denoiser"].parameters(), lr=train.lr,
-                                              betas=train.betas, weight_decay=train.weight_decay)}
+                                              betas=train.betas, weight_decay=train.weight_decay,
+                                              foreach=True)}
 
-    # --- the two forward processes --------------------------------------------------------
+    def _spans(self, device: torch.device) -> CategorySpans:
+        if self.spans.k.device != device:
+            self.spans.to(device)
+        return self.spans
 
-    def _onehots(self, cat: torch.Tensor) -> list[torch.Tensor]:
-        return [F.one_hot(cat[:, j], k).float() for j, k in enumerate(self.cards)]
+    # --- the two forward processes, all categorical columns at once -------------------------
 
-    def _q_probs(self, x0: torch.Tensor, t: torch.Tensor, k: int) -> torch.Tensor:
+    def _q_probs(self, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """q(x_t | x_0) (B, S); x0 flat one-hots or probabilities."""
         a = self.abar.to(x0.device)[t][:, None]
-        return a * x0 + (1 - a) / k
+        return a * x0 + (1 - a) / self._spans(x0.device).k
 
-    def _posterior(self, xt: torch.Tensor, x0: torch.Tensor, t: torch.Tensor, k: int
-                   ) -> torch.Tensor:
-        """q(x_t-1 | x_t, x_0) for one column; x0 may be a probability vector (B, K)."""
+    def _posterior(self, xt: torch.Tensor, x0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """q(x_t-1 | x_t, x_0) (B, S); x0 may be probabilities."""
+        spans = self._spans(xt.device)
         a = self.alpha.to(xt.device)[t][:, None]
-        prev = self._q_probs(x0, t - 1, k)
-        p = (a * xt + (1 - a) / k) * prev
-        return p / p.sum(1, keepdim=True)
-
-    def _net_in(self, xnum: torch.Tensor, xcat: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat([xnum, *xcat], 1)
-
-    def _split(self, out: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        eps = out[:, : self.n_num]
-        logits = [out[:, self.n_num + a : self.n_num + b]
-                  for a, b in zip(self.offsets[:-1], self.offsets[1:], strict=True)]
-        return eps, logits
+        return spans.normalise((a * xt + (1 - a) / spans.k) * self._q_probs(x0, t - 1))
 
     def training_step(self, batch: Any, step: Any) -> dict[str, torch.Tensor]:
         net = self.nets["denoiser"]
         B, dev = batch.x.shape[0], batch.x.device
+        spans = self._spans(dev)
         x0 = self.qmap.to_normal(batch.x.float())  # (B, n_num)
         t = torch.randint(1, self.T + 1, (B,), device=dev)
         a = self.abar.to(dev)[t][:, None]
         eps = torch.randn_like(x0)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        onehots = self._onehots(batch.y)
-        cat_t = [F.one_hot(torch.multinomial(self._q_probs(o, t, k), 1).squeeze(1), k).float()
-                 for o, k in zip(onehots, self.cards, strict=True)]
-        eps_hat, logits = self._split(net(self._net_in(xt, cat_t), t).float())
+        onehot = spans.onehot(batch.y)
+        cat_t = spans.draw(self._q_probs(onehot, t)) if spans.C else onehot
+        out = net(torch.cat([xt, cat_t], 1), t).float()
+        eps_hat, logits = out[:, : self.n_num], out[:, self.n_num :]
         mse = F.mse_loss(eps_hat, eps) if self.n_num else torch.zeros((), device=dev)
-        kl = torch.zeros((), device=dev)
-        for o, xk, lg, k in zip(onehots, cat_t, logits, self.cards, strict=True):
-            true = self._posterior(xk, o, t, k)
-            pred = self._posterior(xk, lg.softmax(1), t, k)
-            kl = kl + (true * (true.clamp_min(1e-30).log() - pred.clamp_min(1e-30).log())).sum(1
-                                                                                           ).mean()
-        kl = kl / max(len(self.cards), 1)
-        loss = mse + kl
+        logs = {"loss/mse": mse.detach()}
+        loss = mse
+        if self.cards:
+            log_p0 = spans.log_softmax(logits)
+            true = self._posterior(cat_t, onehot, t)
+            pred = self._posterior(cat_t, log_p0.exp(), t)
+            kl = (true * (true.clamp_min(1e-30).log() - pred.clamp_min(1e-30).log())).sum(1)
+            kl = kl.mean() / spans.C
+            loss = loss + kl
+            logs["loss/kl"] = kl.detach()
+            if self.cfg.aux_weight:
+                # the KL between posteriors is small at most t, so its gradient teaches the
+                # joint of the categories slowly; a direct cross-entropy on x0 (D3PM) helps
+                ce = -(onehot * log_p0).sum(1).mean() / spans.C
+                loss = loss + self.cfg.aux_weight * ce
+                logs["loss/ce"] = ce.detach()
         step.update("denoiser", loss)
-        return {"loss": loss.detach(), "loss/mse": mse.detach(), "loss/kl": kl.detach()}
+        return {"loss": loss.detach(), **logs}
 
     # --- sampling ---------------------------------------------------------------------------
 
@@ -114,23 +168,27 @@ class TabDDPMObjective(TabularObjective):
                  ) -> EncodedTable:
         """Ancestral sampling from t = T to 0; cells marked known are held to q(x_t | x_0)."""
         net, dev = self.nets["denoiser"], self.device
+        spans = self._spans(dev)
         was_training = net.training
         net.eval()
         ab = self.abar.to(dev)
         xnum = torch.randn(m, self.n_num, device=dev)
-        xcat = [F.one_hot(torch.randint(0, k, (m,), device=dev), k).float() for k in self.cards]
+        xcat = spans.draw(torch.ones(m, spans.S, device=dev)) if spans.C else \
+            torch.zeros(m, 0, device=dev)  # uniform
         if known is not None:
             k0 = self.qmap.to_normal(known.num.to(dev).float(), jitter=False)
-            kc = self._onehots(known.cat.to(dev))
-            known_num, known_cat = known_num.to(dev), known_cat.to(dev)
+            kc = spans.onehot(known.cat.to(dev))
+            known_num = known_num.to(dev)
+            known_flat = known_cat.to(dev)[:, spans.column]
         for step in range(self.T, 0, -1):
             t = torch.full((m,), step, device=dev, dtype=torch.long)
             if known is not None:  # 0. the known cells, noised to level t
                 xnum = torch.where(known_num, ab[step].sqrt() * k0 + (1 - ab[step]).sqrt()
                                    * torch.randn_like(k0), xnum)
-                xcat = [torch.where(known_cat[:, j : j + 1], _draw(self._q_probs(o, t, k)), x)
-                        for j, (o, x, k) in enumerate(zip(kc, xcat, self.cards, strict=True))]
-            eps, logits = self._split(net(self._net_in(xnum, xcat), t).float())
+                if spans.C:
+                    xcat = torch.where(known_flat, spans.draw(self._q_probs(kc, t)), xcat)
+            out = net(torch.cat([xnum, xcat], 1), t).float()
+            eps, logits = out[:, : self.n_num], out[:, self.n_num :]
             # 1. numbers: x0_hat, then the posterior mean and variance of x_t-1
             a_t, a_prev = ab[step], ab[step - 1]
             x0_hat = ((xnum - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-6, 6)
@@ -140,12 +198,11 @@ class TabDDPMObjective(TabularObjective):
             var = beta * (1 - a_prev) / (1 - a_t)
             xnum = mean + (var.sqrt() * torch.randn_like(xnum) if step > 1 else 0)
             # 2. categories: p(x_t-1 | x_t) with the predicted x0 probabilities
-            xcat = [_draw(self._posterior(x, lg.softmax(1), t, k))
-                    for x, lg, k in zip(xcat, logits, self.cards, strict=True)]
+            if spans.C:
+                xcat = spans.draw(self._posterior(xcat, spans.log_softmax(logits).exp(), t))
         net.train(was_training)
         num = self.qmap.from_normal(xnum)
-        cat = torch.stack([x.argmax(1) for x in xcat], 1) if xcat else \
-            torch.zeros(m, 0, dtype=torch.long, device=dev)
+        cat = spans.codes(xcat) if spans.C else torch.zeros(m, 0, dtype=torch.long, device=dev)
         return EncodedTable(num.cpu(), cat.cpu())
 
     def _generate(self, m: int, cond: dict[int, int]) -> EncodedTable:
@@ -174,7 +231,3 @@ class TabDDPMObjective(TabularObjective):
                 break
         return EncodedTable(num, cat)
 
-
-def _draw(probs: torch.Tensor) -> torch.Tensor:
-    """One-hot draws from rows of probabilities (B, K)."""
-    return F.one_hot(torch.multinomial(probs, 1).squeeze(1), probs.shape[1]).float()

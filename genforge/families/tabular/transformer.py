@@ -7,6 +7,7 @@ QuantileMap     numbers <-> standard normal scores through the training rows' qu
 ModeNormalizer  CTGAN/TVAE's mode-specific normalisation (Xu et al. 2019): per column a
                 Bayesian Gaussian mixture (scikit-learn, at most `max_modes` modes, Dirichlet
                 process prior); a value becomes (alpha, mode) with alpha = (x - mu_k) / (4 sd_k).
+                Values holding 5 % of a column or more are modes of their own, decoded exactly.
                 Its parameters are buffers, saved with the sampling net that holds it.
 RowLayout       the flat vector (B, D) the TVAE and CTGAN nets see:
                 [alpha (n_num) | mode one-hots (n_num * M) | category one-hots (sum K)].
@@ -23,6 +24,13 @@ import torch.nn.functional as F
 from torch import nn
 
 EPS_U = 1e-5  # scores are kept within Phi^-1(1e-5) ~ -4.26 .. 4.26
+# A mode narrower than this (in standard deviations of its column) is a point mass, such as
+# capital-gain = 0 or hours-per-week = 40. Such modes decode to their value exactly; a mixture
+# component there instead spreads the spike into nearby values (0 -> 1, 37, ...), which ruins
+# the column's shape.
+POINT_SD = 2e-3
+POINT_MASS = 0.05  # a value with this share of a column's rows is a mode of its own
+POINT_WIDTH = 1e-6  # such a mode's width: only the value itself falls in it when encoding
 
 
 def _phi_inv(u: torch.Tensor) -> torch.Tensor:
@@ -87,25 +95,43 @@ class ModeNormalizer(nn.Module):
         self.register_buffer("valid", torch.ones(n_num, max_modes, dtype=torch.bool))
 
     def fit(self, quantiles: list[list[float]], seed: int = 0, points: int = 4000) -> None:
+        """Per column: each value holding at least POINT_MASS of the rows (a flat stretch of
+        the quantiles: capital-gain = 0, hours-per-week = 40, an integer code) becomes a mode
+        of its own with no width; a Bayesian Gaussian mixture fits the rest."""
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.mixture import BayesianGaussianMixture
 
         M = self.means.shape[1]
         grid = np.linspace(0, 1, points)
         for j, q in enumerate(quantiles):
-            x = np.interp(grid, np.linspace(0, 1, len(q)), q)[:, None]  # the column's shape
-            bgm = BayesianGaussianMixture(
-                n_components=M, weight_concentration_prior_type="dirichlet_process",
-                weight_concentration_prior=0.001, max_iter=100, n_init=1, random_state=seed)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                bgm.fit(x)
-            keep = bgm.weights_ > 0.005
-            self.means[j] = torch.tensor(bgm.means_[:, 0], dtype=torch.float32)
-            self.stds[j] = torch.tensor(np.sqrt(bgm.covariances_.reshape(M)),
-                                        dtype=torch.float32).clamp_min(1e-3)
-            self.log_weights[j] = torch.tensor(np.log(bgm.weights_ + 1e-12), dtype=torch.float32)
-            self.valid[j] = torch.tensor(keep)
+            q = np.asarray(q, dtype=np.float64)
+            values, counts = np.unique(q, return_counts=True)
+            mass = counts / len(q)
+            spikes = values[mass >= POINT_MASS][np.argsort(-mass[mass >= POINT_MASS])][: M - 1]
+            x = np.interp(grid, np.linspace(0, 1, len(q)), q)  # the column's shape
+            rest = x[~np.isin(x, spikes)][:, None]
+            means, stds, weights = list(spikes), [POINT_WIDTH] * len(spikes), \
+                [float(np.isin(x, [v]).mean()) for v in spikes]
+            k = M - len(spikes)
+            if len(rest) >= 2 * k:
+                bgm = BayesianGaussianMixture(
+                    n_components=k, weight_concentration_prior_type="dirichlet_process",
+                    weight_concentration_prior=0.001, max_iter=100, n_init=1, random_state=seed)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    bgm.fit(rest)
+                means += list(bgm.means_[:, 0])
+                stds += list(np.sqrt(bgm.covariances_.reshape(k)).clip(min=1e-3))
+                weights += list(bgm.weights_ * len(rest) / len(x))
+            else:  # (almost) all of the column is spikes: the other modes stay unused
+                means += [0.0] * k
+                stds += [1.0] * k
+                weights += [0.0] * k
+            w = np.asarray(weights)
+            self.means[j] = torch.tensor(means, dtype=torch.float32)
+            self.stds[j] = torch.tensor(stds, dtype=torch.float32)
+            self.log_weights[j] = torch.tensor(np.log(w + 1e-12), dtype=torch.float32)
+            self.valid[j] = torch.tensor(w > 0.005)
 
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -126,6 +152,7 @@ class ModeNormalizer(nn.Module):
         stds = self.stds.expand(alpha.shape[0], -1, -1)
         mu = means.gather(2, mode[..., None])[..., 0]
         sd = stds.gather(2, mode[..., None])[..., 0]
+        sd = torch.where(sd <= POINT_SD, torch.zeros_like(sd), sd)  # point masses exactly
         return alpha.clamp(-1, 1) * 4 * sd + mu
 
 
