@@ -1,13 +1,19 @@
 """Load on a loopback server: requests/s, samples/s, p50/p99 latency at 1, 8 and 64 concurrent
-clients, for an image model and a text model, with dynamic batching on and off.
+clients, for two image models (a DCGAN; a DDPM sampled with few DDIM steps) and a char text
+model, with dynamic batching on and off.
 
-    python benchmarks/serve_load.py                       # trains two 1-step runs to serve
-    python benchmarks/serve_load.py --image runs/dcgan1 --text runs/gpt1 --seconds 15
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/serve_load.py    # the whole table, ~10 min
+    .venv/bin/python benchmarks/serve_load.py --smoke --out /tmp/serve_smoke.json   # a check
 
-The server runs in its own process (uvicorn, one worker, 127.0.0.1 only); this process is the
-load generator (httpx, asyncio). Every cell is bounded: at most --requests requests and
---seconds seconds after a warm-up. Requests are unseeded (seeded ones run alone unless the API
-offers `sample_batch`; see docs/serving.md). Writes benchmarks/results/serve_load.json.
+Default runs are 1-step trainings of the presets' full-size models (speed does not depend on
+training): mnist-dcgan, mnist-ddpm (requests ask for --ddim-steps steps), shakespeare-char;
+--dcgan/--ddpm/--text name runs instead. The server runs in its own process (uvicorn, one
+worker, 127.0.0.1 only, --threads torch threads: 1 leaves the second core of a 2-core box to
+this load generator, httpx + asyncio). Image requests are seeded (a fresh seed per request),
+so merged passes go through `GenerativeModel.sample_batch`, the path that returns each seed's
+images bit for bit; text requests are unseeded (a seeded text runs alone, by design). Every
+cell stops sending after its share of --budget seconds (and --requests) and waits for the
+answers in flight. Writes benchmarks/results/serve_load.json and prints the table.
 """
 
 from __future__ import annotations
@@ -45,24 +51,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_default_runs(out: Path) -> tuple[Path, Path]:
-    """1-step runs of the presets' full-size models (speed does not depend on training)."""
+def train_default_run(kind: str, out: Path) -> Path:
+    """A 1-step run of a preset's full-size model (speed does not depend on training)."""
     import genforge
 
     quiet = ["train.max_steps=1", "train.warmup_steps=0", "log.progress=false",
-             "log.tensorboard=false", "log.sample_every=1000", "log.checkpoint_every=1000"]
-    image = genforge.train(genforge.load_config("mnist-dcgan", quiet), out=out / "dcgan")
-    text = genforge.train(genforge.load_config("shakespeare-char", [
-        *quiet, "data.limit=5000", f"data.root={REPO / 'data'}"]), out=out / "char")
-    return image.run_dir, text.run_dir
+             "log.tensorboard=false", "log.sample_every=1000", "log.checkpoint_every=1000",
+             "data.limit=256"]
+    preset, extra = {"dcgan": ("mnist-dcgan", []), "ddpm": ("mnist-ddpm", []),
+                     "text": ("shakespeare-char", ["data.limit=5000",
+                                                   f"data.root={REPO / 'data'}"])}[kind]
+    return genforge.train(genforge.load_config(preset, [*quiet, *extra]), out=out / kind).run_dir
+
+
+MODELS = ("dcgan", "ddpm", "text")
 
 
 class Server:
     def __init__(self, runs: list[Path], batching: bool, max_batch: int, wait_ms: float,
-                 threads: int):
+                 threads: int, chunk: int):
         self.port = free_port()
         limits = {"batching": batching, "max_batch": max_batch, "max_wait_ms": wait_ms,
-                  "rate": 0, "max_n": 64, "max_queue": 4096}
+                  "rate": 0, "max_n": 64, "max_queue": 4096, "chunk": chunk,
+                  "timeout_s": 300.0}
         args = json.dumps({"runs": [str(r) for r in runs], "port": self.port,
                            "limits": limits, "threads": threads})
         self.proc = subprocess.Popen([sys.executable, "-c", SERVER, args],
@@ -84,12 +95,14 @@ class Server:
 
 
 async def load(url: str, body: dict, clients: int, requests: int, seconds: float,
-               warmup: int) -> dict:
-    """`clients` loops sending `body` until `requests` are answered or `seconds` pass."""
+               warmup: int, seeded: bool) -> dict:
+    """`clients` loops sending `body` until `requests` are sent or `seconds` pass; a seeded
+    body gets a new seed each time (each request its own samples, as real clients ask)."""
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as c:
-        for _ in range(warmup):
-            (await c.post("/v1/generate", json=body)).raise_for_status()
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as c:
+        for i in range(warmup):
+            (await c.post("/v1/generate", json={**body, **({"seed": i} if seeded else {})})
+             ).raise_for_status()
         latencies: list[float] = []
         sent, errors = 0, 0
         stop = time.perf_counter() + seconds
@@ -99,7 +112,8 @@ async def load(url: str, body: dict, clients: int, requests: int, seconds: float
             while sent < requests and time.perf_counter() < stop:
                 sent += 1
                 t = time.perf_counter()
-                resp = await c.post("/v1/generate", json=body)
+                resp = await c.post("/v1/generate", json={**body, **({"seed": 1000 + sent}
+                                                                     if seeded else {})})
                 if resp.status_code != 200:
                     errors += 1
                 latencies.append(time.perf_counter() - t)
@@ -116,38 +130,48 @@ async def load(url: str, body: dict, clients: int, requests: int, seconds: float
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--image", type=Path, help="an image run (default: a 1-step mnist-dcgan)")
+    p.add_argument("--dcgan", type=Path, help="a DCGAN run (default: a 1-step mnist-dcgan)")
+    p.add_argument("--ddpm", type=Path, help="a diffusion run (default: a 1-step mnist-ddpm)")
     p.add_argument("--text", type=Path, help="a text run (default: a 1-step shakespeare-char)")
+    p.add_argument("--only", nargs="+", choices=MODELS, default=list(MODELS),
+                   help="measure these models only")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 64])
-    p.add_argument("--requests", type=int, default=400, help="at most, per cell")
-    p.add_argument("--seconds", type=float, default=12.0, help="at most, per cell")
+    p.add_argument("--budget", type=float, default=450.0,
+                   help="seconds of load in all, shared by the cells (training, server starts "
+                        "and the answers in flight come on top: about a minute)")
+    p.add_argument("--requests", type=int, default=2000, help="at most, per cell")
     p.add_argument("--max-batch", type=int, default=64)
     p.add_argument("--wait-ms", type=float, default=2.0)
+    p.add_argument("--chunk", type=int, default=8, help="rows of each fixed-shape image pass")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the server")
-    p.add_argument("--image-options", type=json.loads, default={},
-                   help='extra knobs of an image request, e.g. \'{"steps": 10}\' (diffusion)')
-    p.add_argument("--only", choices=("image", "text"), help="measure one model only")
+    p.add_argument("--ddim-steps", type=int, default=10, help="steps of a DDPM request")
     p.add_argument("--tokens", type=int, default=32, help="max_new_tokens of a text request")
+    p.add_argument("--smoke", action="store_true",
+                   help="a few seconds: clients 1 and 8, 3 requests a cell (checks the script)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/serve_load.json")
     args = p.parse_args()
+    if args.smoke:
+        args.clients, args.requests, args.budget, args.ddim_steps = [1, 8], 3, 12.0, 2
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        if args.image is None or args.text is None:
-            image, text = train_default_runs(Path(tmp))
-            args.image, args.text = args.image or image, args.text or text
-        bodies = {"image": {"model": args.image.resolve().name, "n": 1, **args.image_options},
-                  "text": {"model": args.text.resolve().name, "prompt": "ROMEO:",
-                           "max_new_tokens": args.tokens}}
-        bodies = {k: v for k, v in bodies.items() if args.only in (None, k)}
+        runs = {kind: getattr(args, kind) or train_default_run(kind, Path(tmp))
+                for kind in args.only}
+        bodies = {"dcgan": {"n": 1}, "ddpm": {"n": 1, "steps": args.ddim_steps},
+                  "text": {"prompt": "ROMEO:", "max_new_tokens": args.tokens}}
+        cells = 2 * len(runs) * len(args.clients)
+        seconds = args.budget / cells
         rows = []
         for batching in (False, True):
-            server = Server([args.image, args.text], batching, args.max_batch, args.wait_ms,
-                            args.threads)
+            server = Server(list(runs.values()), batching, args.max_batch, args.wait_ms,
+                            args.threads, args.chunk)
             try:
-                for kind, body in bodies.items():
+                for kind, run in runs.items():
+                    body = {"model": run.resolve().name, **bodies[kind]}
                     for clients in args.clients:
                         cell = asyncio.run(load(server.url, body, clients, args.requests,
-                                                args.seconds, warmup=3))
-                        rows.append({"model": kind, "batching": batching, **cell})
+                                                seconds, warmup=2, seeded=kind != "text"))
+                        rows.append({"model": kind, "batching": batching,
+                                     "seeded": kind != "text", **cell})
                         print(_line(rows[-1]), flush=True)
             finally:
                 server.close()
@@ -155,10 +179,14 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}",
-        "command": "python " + " ".join(sys.argv),
-        "image_run": _rel(args.image), "text_run": _rel(args.text),
-        "wait_ms": args.wait_ms, "threads": args.threads, "max_batch": args.max_batch, "rows": rows,
-        "targets": summary}, indent=1))
+        "command": " ".join(["python benchmarks/serve_load.py", *sys.argv[1:]]),
+        "runs": {k: _rel(v) for k, v in runs.items()}, "ddim_steps": args.ddim_steps,
+        "tokens": args.tokens, "wait_ms": args.wait_ms, "threads": args.threads,
+        "max_batch": args.max_batch, "chunk": args.chunk, "seconds_per_cell": seconds,
+        "total_seconds": time.perf_counter() - start, "rows": rows, "targets": summary},
+        indent=1) + "\n")
+    print()
+    print(_table(rows))
     for line in summary.values():
         print(line)
 
@@ -168,6 +196,16 @@ def _rel(path: Path) -> str:
         return str(path.resolve().relative_to(REPO))
     except ValueError:
         return path.name
+
+
+def _table(rows: list[dict]) -> str:
+    head = "| model | batching | clients | requests | req/s | samples/s | p50 ms | p99 ms |"
+    lines = [head, "|" + " --- |" * 8]
+    for r in rows:
+        lines.append(f"| {r['model']} | {'on' if r['batching'] else 'off'} | {r['clients']} | "
+                     f"{r['requests']} | {r['requests_per_s']:.1f} | {r['samples_per_s']:.1f} | "
+                     f"{r['p50_ms']:.0f} | {r['p99_ms']:.0f} |")
+    return "\n".join(lines)
 
 
 def _line(r: dict) -> str:
@@ -183,12 +221,14 @@ def _targets(rows: list[dict]) -> dict[str, str]:
                      (model, batching, clients)), None)
 
     out = {}
-    on, off = cell("image", True, 64), cell("image", False, 64)
-    if on and off:
-        gain = on["requests_per_s"] / off["requests_per_s"]
-        out["image_64_gain"] = f"image, 64 clients: batching gives {gain:.1f}x throughput " \
-                               f"(target >= 5x: {'met' if gain >= 5 else 'NOT met'})"
-    for model in ("image", "text"):
+    for model in ("dcgan", "ddpm"):
+        on, off = cell(model, True, 64), cell(model, False, 64)
+        if on and off and off["requests_per_s"] > 0:
+            gain = on["requests_per_s"] / off["requests_per_s"]
+            out[f"{model}_64_gain"] = (f"{model}, 64 clients: batching gives {gain:.1f}x "
+                                       f"throughput (target >= 5x: "
+                                       f"{'met' if gain >= 5 else 'NOT met'})")
+    for model in MODELS:
         single, eight = cell(model, True, 1), cell(model, True, 8)
         if single and eight:
             ratio = eight["p99_ms"] / single["p50_ms"]

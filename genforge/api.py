@@ -34,6 +34,7 @@ from genforge.registry import FAMILIES, build_run_config
 from genforge.training.checkpoint import MODEL_FILE, read_model, split_state
 from genforge.training.loop import TrainResult
 from genforge.training.loop import train as run_loop
+from genforge.training.noise import RowNoise
 
 
 def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path | None = None,
@@ -52,6 +53,9 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
 
 
 MAX_SAMPLES = 1_000_000  # per `sample` call; tables stream any number (sample_chunks)
+# rows per forward pass in `sample_batch`: every pass has this shape, so a row's floats do
+# not depend on its company (measured: 8 rows cost a lone DDPM request about 3x one row)
+EXACT_CHUNK = 8
 
 
 def _check_model_memory(spec: Any, cfg: RunConfig, info: dict[str, Any]) -> None:
@@ -145,6 +149,71 @@ class GenerativeModel:
             samples = self.objective.sample(n, seed=seed, condition=self._labels(label, n),
                                             **options)
         return self.output.decode(samples, self.data_info)
+
+    @property
+    def merges_requests(self) -> bool:
+        """True when `sample_batch` runs several seeded requests as one forward pass (the
+        family draws each request's noise from its own generator); else it runs one `sample`
+        call per request."""
+        return "noise" in inspect.signature(self.objective.sample).parameters
+
+    def sample_batch(self, requests: list[dict[str, Any]], *, chunk: int = EXACT_CHUNK,
+                     precision: str = "auto") -> list[Any]:
+        """The samples of several requests, one list entry per request, from as few forward
+        passes as their options allow. A request is {"n", "seed", "label" (optional),
+        **options}, as `sample` takes them; requests with other options, or with and
+        without a label, go to separate passes.
+
+        Where the family draws per-request noise (`merges_requests`: GAN, VAE, diffusion),
+        each request's rows come from its own generator seeded by its seed and the network
+        runs on fixed-shape chunks of `chunk` rows (the last padded), so a request gets
+        bit for bit what `sample_batch([request])` gives it, whoever shares the pass. Next
+        to `sample(n, seed=...)` the noise is the same (n <= the family's batch size) but
+        the floats can differ in the last bits where kernels block by batch size.
+        Elsewhere (text, series, tables) each request is its own `sample` call."""
+        groups: dict[Any, list[int]] = {}
+        for i, req in enumerate(requests):
+            options = {k: v for k, v in req.items() if k not in ("n", "seed", "label")}
+            key = (repr(sorted(options.items())), req.get("label") is None)
+            groups.setdefault(key, []).append(i)
+        out: list[Any] = [None] * len(requests)
+        for rows in groups.values():
+            part = [requests[i] for i in rows]
+            for i, result in zip(rows, self._merged(part, chunk, precision), strict=True):
+                out[i] = result
+        return out
+
+    def _merged(self, requests: list[dict[str, Any]], chunk: int, precision: str) -> list[Any]:
+        """One forward pass for requests of one group (same options, labels all or none)."""
+        def split(req: dict[str, Any]) -> tuple[int, int, Any, dict[str, Any]]:
+            rest = {k: v for k, v in req.items() if k not in ("n", "seed", "label")}
+            return int(req["n"]), int(req.get("seed", 0)), req.get("label"), rest
+
+        parts = [split(r) for r in requests]
+        if not self.merges_requests:
+            return [self.sample(n, seed=seed, label=label, precision=precision, **options)
+                    for n, seed, label, options in parts]
+        if chunk < 1:
+            raise ConfigError(f"chunk={chunk}: must be >= 1 rows")
+        for n, *_ in parts:
+            self.check_count(n)
+        total = sum(n for n, *_ in parts)
+        self.check_count(total)
+        options = parts[0][3]
+        _check_options(self.objective.sample, options, self.family)
+        labels = None
+        if parts[0][2] is not None:
+            labels = torch.cat([self._labels(label, n) for n, _, label, _ in parts])
+        noise = RowNoise([(seed, n) for n, seed, *_ in parts])
+        with self._autocast(precision):
+            samples = self.objective.sample(total, seed=parts[0][1], condition=labels,
+                                            noise=noise, pad_to=chunk, **options)
+        decoded = self.output.decode(samples, self.data_info)
+        out, start = [], 0
+        for n, *_ in parts:
+            out.append(decoded[start : start + n])
+            start += n
+        return out
 
     def _autocast(self, precision: str) -> Any:
         """bf16 autocast where `precision` resolves to it on this model's device."""
@@ -312,7 +381,8 @@ def _check_options(fn: Any, options: dict[str, Any], family: str) -> None:
     unknown = sorted(set(options) - accepted)
     if unknown:
         allowed = sorted(accepted - {"n", "seed", "condition", "batch_size", "x", "mask",
-                                     "on_text", "history", "logits_processors"})
+                                     "on_text", "history", "logits_processors", "noise",
+                                     "pad_to"})
         names = ", ".join("--" + u.replace("_", "-") for u in unknown)
         raise ConfigError(f"{names} does not apply to {family} models"
                           + (f"; they take {', '.join(allowed)}" if allowed else ""))

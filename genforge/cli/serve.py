@@ -34,6 +34,9 @@ def serve_command(
     timeout: Annotated[float, typer.Option(help="Seconds per request.")] = 120.0,
     no_batching: Annotated[bool, typer.Option("--no-batching",
                                               help="One forward pass per request.")] = False,
+    chunk: Annotated[int, typer.Option(help="Rows of every image forward pass (fixed shape, "
+                                       "padded: a seed's images do not depend on its "
+                                       "company).")] = 8,
     cors: Annotated[list[str] | None, typer.Option(help="Allowed CORS origin (repeat); "
                                                    "off by default.")] = None,
     new_key: Annotated[str | None, typer.Option(help="Make a key for NAME and exit.")] = None,
@@ -50,7 +53,7 @@ def serve_command(
     from genforge.serve.schemas import Limits
 
     limits = Limits(max_n=max_n, max_new_tokens=max_new_tokens, rate=rate, timeout_s=timeout,
-                    batching=not no_batching)
+                    batching=not no_batching, chunk=chunk)
     with user_errors():
         if not runs:
             raise ConfigError("serve: name at least one run folder")

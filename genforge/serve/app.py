@@ -11,7 +11,9 @@ bug here. Nothing here prints; failures are logged through `logging`.
 # No `from __future__ import annotations` here: FastAPI must see the request classes built
 # inside create_app as real classes, not as names it cannot resolve.
 import base64
+import json
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ from genforge.serve.knobs import (
     modality_of,
     sample_knobs,
 )
+from genforge.serve.label import labeller
 from genforge.serve.metrics import CONTENT_TYPE, Measured, Metrics
 from genforge.serve.schemas import ERRORS, Health, Limits, ModelInfo, ModelList, request_classes
 from genforge.serve.store import load_models
@@ -142,7 +145,8 @@ def create_app(model_dirs: list[str | Path] | None = None, *, keys: str | Path |
         samples = await s.batcher.submit(n, seed=given.get("seed"), label=label,
                                          timeout=limits.timeout_s, **options)
         meta = {"model": s.id, "n": n, "seed": given.get("seed")}
-        content, media = encode.body_for(s.modality, samples, fmt, meta)
+        content, media = encode.body_for(s.modality, samples, fmt, meta,
+                                         labeller(s.model, given.get("seed")))
         return Response(content, media_type=media, headers=_seed_header(given.get("seed")))
 
     @app.post("/v1/complete", responses={**ERRORS, 200: {"description": "the filled image",
@@ -173,10 +177,13 @@ def create_app(model_dirs: list[str | Path] | None = None, *, keys: str | Path |
             lambda: s.model.complete(x[None], mask, seed=seed, label=label, **options),
             timeout=limits.timeout_s)
         image = np.asarray(filled.cpu() if isinstance(filled, torch.Tensor) else filled)[0]
-        png = encode.png_bytes(image)
+        label = labeller(s.model, seed, operation="complete",
+                         mask=given.get("mask", "mask_image"), input="upload")
+        png = label(".png", encode.png_bytes(image))
         if given.get("format") == "json":
-            return JSONResponse({"model": s.id, "seed": seed,
-                                 "image": base64.b64encode(png).decode()})
+            doc = json.dumps({"model": s.id, "seed": seed,
+                              "image": base64.b64encode(png).decode()}).encode()
+            return Response(label(".json", doc), media_type="application/json")
         return Response(png, media_type="image/png")
 
     @app.get("/healthz", response_model=Health)
@@ -195,7 +202,7 @@ def create_app(model_dirs: list[str | Path] | None = None, *, keys: str | Path |
         return HTMLResponse((resources.files("genforge.serve") / "static" / "index.html")
                             .read_text(encoding="utf-8"))
 
-    _errors(app)
+    _errors(app, frozenset(Generate.model_fields) | frozenset(Complete.model_fields))
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
@@ -209,8 +216,10 @@ def create_app(model_dirs: list[str | Path] | None = None, *, keys: str | Path |
 
 
 def _serve(name: str, model: Any, limits: Limits, metrics: Metrics) -> Served:
+    if limits.chunk < 1:
+        raise ConfigError(f"chunk={limits.chunk}: rows per image pass must be >= 1")
     batcher = Batcher(model, max_batch=limits.max_batch, max_wait_ms=limits.max_wait_ms,
-                      enabled=limits.batching, max_queue=limits.max_queue,
+                      enabled=limits.batching, max_queue=limits.max_queue, chunk=limits.chunk,
                       observe=lambda r, n: metrics.observe_batch(name, r, n))
     family, modality = family_of(model), modality_of(model)
     can = complete_knobs(model, limits) if modality in ("images", "tables") and \
@@ -265,10 +274,15 @@ async def _complete_rows(s: Served, given: dict[str, Any], seed: int,
     if "rows" not in given:
         raise ConfigError("rows: required for a tables model (CSV text with a header)")
     frame = encode.read_rows("rows", given["rows"])
-    filled = await s.batcher.run_alone(lambda: s.model.complete_rows(frame, seed=seed),
-                                       timeout=limits.timeout_s)
+    try:
+        filled = await s.batcher.run_alone(lambda: s.model.complete_rows(frame, seed=seed),
+                                           timeout=limits.timeout_s)
+    except GenforgeError as err:  # "the rows: column 'x' is not in the model's schema"
+        raise ConfigError(f"rows: {err}") from None
     content, media = encode.tables_body(filled, given.get("format") or "csv",
-                                        {"model": s.id, "seed": seed})
+                                        {"model": s.id, "seed": seed},
+                                        labeller(s.model, seed, operation="complete",
+                                                 input="upload"))
     return Response(content, media_type=media)
 
 
@@ -283,7 +297,7 @@ async def _stream(s: Served, n: int, seed: int | None, options: dict[str, Any],
     from genforge.serve.streaming import text_events
 
     events: AsyncIterator[bytes] = await text_events(s.batcher, s.model, s.id, n, seed, options,
-                                               limits.timeout_s)
+                                                     limits.timeout_s, labeller)
     return StreamingResponse(events, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", **_seed_header(seed)})
 
@@ -293,14 +307,18 @@ class _Refused(Exception):
         self.status, self.detail, self.headers = status, detail, headers
 
 
-def _field_error(message: str) -> list[dict[str, Any]]:
-    """A 422 body shaped like FastAPI's own, with the field a message starts with."""
+def _field_error(message: str, fields: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """A 422 body shaped like FastAPI's own, with the field a message starts with (its first
+    word where that names a request field: the CLI's "--where sex=x: ..." names `where`)."""
     head = message.split(":", 1)[0].strip().lstrip("-").replace("-", "_")
-    loc = ["body", head] if head.isidentifier() else ["body"]
+    if not head.isidentifier():
+        word = re.match(r"[A-Za-z_]\w*", head)
+        head = word.group(0) if word and word.group(0) in fields else ""
+    loc = ["body", head] if head else ["body"]
     return [{"loc": loc, "msg": message, "type": "value_error"}]
 
 
-def _errors(app: FastAPI) -> None:
+def _errors(app: FastAPI, fields: frozenset[str]) -> None:
     @app.exception_handler(_Refused)
     async def refused(_: Request, err: _Refused) -> JSONResponse:
         return JSONResponse({"detail": err.detail}, err.status, headers=err.headers)
@@ -311,7 +329,7 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(GenforgeError)
     async def bad_value(_: Request, err: GenforgeError) -> JSONResponse:
-        return JSONResponse({"detail": _field_error(str(err))}, 422)
+        return JSONResponse({"detail": _field_error(str(err), fields)}, 422)
 
     @app.exception_handler(TimeoutError)
     async def too_slow(_: Request, err: TimeoutError) -> JSONResponse:

@@ -2,17 +2,19 @@
 
 One worker thread per model takes the first waiting request, gathers more for up to
 `max_wait_ms` (or until `max_batch` samples), and groups them by everything that changes the
-computation (sampling options, whether a label was given, whether a seed was). Each group runs
-as one `GenerativeModel.sample` call, and its result is cut back into each caller's own rows:
+computation (sampling options, whether a label was given). Each group runs as one call, and
+its result is cut back into each caller's own rows:
 
-- unseeded requests: one call for the whole group with a fresh seed, rows split by request;
-- seeded requests: one call through `model.sample_batch(requests)` where the API offers it
-  (each request's noise from its own generator, concatenated: the rows are those the request
-  gets alone), otherwise one call per request. Either way a seeded request returns exactly
-  what it returns alone, which is what `seed` promises.
+- models whose family draws per-request noise (`model.merges_requests`: GAN, VAE,
+  diffusion): every request, seeded or not (an unseeded one gets a fresh seed), goes through
+  `model.sample_batch`, one forward pass in fixed-shape chunks of `chunk` rows. A lone
+  request takes the same path, so a seeded request returns bit for bit what it returns
+  alone, whoever shares its pass (and with batching off);
+- other models (tables, series): unseeded requests share one `sample` call with a fresh
+  seed, rows split by request; a seeded request is its own call (its rows come from one
+  generator seeded by its seed, so they are exactly those of a lone call);
 - text: unseeded requests with the same prompt and options share a call; a seeded or
-  streamed text runs on its own (one generator draws every row of a call, so rows of a
-  shared call are not those of a lone one).
+  streamed text runs on its own, for the same reason.
 
 The worker thread is the only one that runs the model, so a model never runs two passes at
 once; requests wait on asyncio futures, so the event loop never blocks on torch.
@@ -49,12 +51,12 @@ class Job:
     cancelled: bool = False
     queued: float = field(default_factory=time.perf_counter)
 
-    def key(self, text: bool) -> Hashable:
+    def key(self, text: bool, merges: bool) -> Hashable:
         options = tuple(sorted((k, _frozen(v)) for k, v in self.options.items()))
         seeded = self.seed is not None
         if self.call is not None or (seeded and text):
             return ("alone", id(self))
-        return (options, self.label is None, seeded)
+        return (options, self.label is None, seeded and not merges)
 
 
 def _frozen(value: Any) -> Hashable:
@@ -65,13 +67,14 @@ class Batcher:
     """The batching queue and worker thread of one model."""
 
     def __init__(self, model: Any, *, max_batch: int = 64, max_wait_ms: float = 5.0,
-                 enabled: bool = True, max_queue: int = 1024,
+                 enabled: bool = True, max_queue: int = 1024, chunk: int = 8,
                  observe: Callable[[int, int], None] | None = None) -> None:
         self.model, self.max_batch, self.max_wait = model, max_batch, max_wait_ms / 1000
-        self.enabled, self.max_queue = enabled, max_queue
+        self.enabled, self.max_queue, self.chunk = enabled, max_queue, chunk
         self.observe = observe  # (requests, samples) of each forward pass, for the metrics
         self.text = getattr(model, "modality", None) == "text" or \
             model.data_info.get("kind") == "text"
+        self.merges = not self.text and bool(getattr(model, "merges_requests", False))
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._thread = threading.Thread(target=self._work, daemon=True, name="genforge-batch")
         self._thread.start()
@@ -117,7 +120,7 @@ class Batcher:
             groups: dict[Hashable, list[Job]] = {}
             for job in jobs:
                 if not job.cancelled:
-                    groups.setdefault(job.key(self.text), []).append(job)
+                    groups.setdefault(job.key(self.text, self.merges), []).append(job)
             for group in groups.values():
                 self._run(group)
 
@@ -141,11 +144,11 @@ class Batcher:
         try:
             if group[0].call is not None:
                 results = [group[0].call()]
+            elif self.merges:
+                self._observe(len(group), sum(j.n for j in group))
+                results = self.model.sample_batch([_request(j) for j in group], chunk=self.chunk)
             elif group[0].seed is None and len(group) > 1:
                 results = self._shared(group)
-            elif len(group) > 1 and hasattr(self.model, "sample_batch"):
-                self._observe(len(group), sum(j.n for j in group))
-                results = self.model.sample_batch([_request(j) for j in group])
             else:
                 results = [self._sample(j.n, j.seed, j.label, j.options) for j in group]
         except BaseException as err:  # every caller of the pass hears of its failure
@@ -188,7 +191,8 @@ class QueueFull(ConfigError):
 
 
 def _request(job: Job) -> dict[str, Any]:
-    return {"n": job.n, "seed": job.seed, "label": job.label, **job.options}
+    seed = secrets.randbits(63) if job.seed is None else job.seed
+    return {"n": job.n, "seed": seed, "label": job.label, **job.options}
 
 
 def _settle(future: asyncio.Future, result: Any, err: BaseException | None) -> None:

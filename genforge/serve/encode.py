@@ -2,7 +2,9 @@
 
 images: a PNG grid, or JSON with one base64 PNG a sample, or JSON raw uint8 arrays;
 text: JSON texts, or server-sent events; series: CSV (sample, step, one column a dimension)
-or JSON; tables: CSV or JSON rows (pandas DataFrames).
+or JSON; tables: CSV or JSON rows (pandas DataFrames). `label` (genforge.serve.label) puts
+the provenance record into each body: PNG metadata, a JSON `provenance` field, a CSV first
+line `# provenance: {...}`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from PIL import Image
 
 from genforge.errors import ConfigError
+from genforge.serve.label import Labeller, unlabelled
 
 FORMATS = {"images": ("png", "json", "array"), "text": ("json",), "series": ("csv", "json"),
            "tables": ("csv", "json")}
@@ -38,49 +41,58 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def images_body(images: Any, fmt: str, meta: dict[str, Any]) -> tuple[bytes, str]:
+def images_body(images: Any, fmt: str, meta: dict[str, Any],
+                label: Labeller | None = None) -> tuple[bytes, str]:
     from genforge.data.grids import make_grid
 
+    label = unlabelled(label)
     array = np.asarray(images.cpu() if isinstance(images, torch.Tensor) else images)
     if fmt == "png":
-        return png_bytes(make_grid(array)), "image/png"
-    if fmt == "json":
-        body = {**meta, "images": [base64.b64encode(png_bytes(x)).decode() for x in array]}
+        return label(".png", png_bytes(make_grid(array))), "image/png"
+    if fmt == "json":  # each PNG carries its record, and so does the document
+        body = {**meta, "images": [base64.b64encode(label(".png", png_bytes(x))).decode()
+                                   for x in array]}
     else:
         body = {**meta, "shape": list(array.shape), "dtype": "uint8", "data": array.tolist()}
-    return json.dumps(body).encode(), "application/json"
+    return label(".json", json.dumps(body).encode()), "application/json"
 
 
-def series_body(paths: Any, fmt: str, meta: dict[str, Any]) -> tuple[bytes, str]:
+def series_body(paths: Any, fmt: str, meta: dict[str, Any],
+                label: Labeller | None = None) -> tuple[bytes, str]:
+    label = unlabelled(label)
     array = np.asarray(paths.cpu() if isinstance(paths, torch.Tensor) else paths, np.float64)
     array = array.reshape(array.shape[0], array.shape[1], -1)  # (n, horizon, D)
     if fmt == "json":
-        return json.dumps({**meta, "paths": array.tolist()}).encode(), "application/json"
+        return label(".json", json.dumps({**meta, "paths": array.tolist()}).encode()), \
+            "application/json"
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["sample", "step", *[f"y{d}" for d in range(array.shape[2])]])
     for i, path in enumerate(array):
         for t, row in enumerate(path):
             writer.writerow([i, t + 1, *[f"{v:.6g}" for v in row]])
-    return buf.getvalue().encode(), "text/csv"
+    return label(".csv", buf.getvalue().encode()), "text/csv"
 
 
-def tables_body(frame: Any, fmt: str, meta: dict[str, Any]) -> tuple[bytes, str]:
+def tables_body(frame: Any, fmt: str, meta: dict[str, Any],
+                label: Labeller | None = None) -> tuple[bytes, str]:
+    label = unlabelled(label)
     if fmt == "json":
         rows = json.loads(frame.to_json(orient="records"))
-        return json.dumps({**meta, "rows": rows}).encode(), "application/json"
-    return frame.to_csv(index=False).encode(), "text/csv"
+        return label(".json", json.dumps({**meta, "rows": rows}).encode()), "application/json"
+    return label(".csv", frame.to_csv(index=False).encode()), "text/csv"
 
 
-def body_for(modality: str, samples: Any, fmt: str, meta: dict[str, Any]) -> tuple[bytes, str]:
+def body_for(modality: str, samples: Any, fmt: str, meta: dict[str, Any],
+             label: Labeller | None = None) -> tuple[bytes, str]:
     if modality == "images":
-        return images_body(samples, fmt, meta)
+        return images_body(samples, fmt, meta, label)
     if modality == "series":
-        return series_body(samples, fmt, meta)
+        return series_body(samples, fmt, meta, label)
     if modality == "tables":
-        return tables_body(samples, fmt, meta)
-    return json.dumps({**meta, "texts": list(samples)}, ensure_ascii=False).encode(), \
-        "application/json"
+        return tables_body(samples, fmt, meta, label)
+    body = json.dumps({**meta, "texts": list(samples)}, ensure_ascii=False).encode()
+    return unlabelled(label)(".json", body), "application/json"
 
 
 def sse(event: str, data: Any) -> bytes:
@@ -117,6 +129,8 @@ def read_rows(field: str, text: str) -> Any:
     """CSV text with a header -> a DataFrame; a ConfigError naming `field` otherwise."""
     import pandas as pd
 
+    if text.startswith("# provenance: "):  # a CSV this server sent: its record line goes
+        text = text.split("\n", 1)[1] if "\n" in text else ""
     try:
         frame = pd.read_csv(io.StringIO(text))
     except (ValueError, pd.errors.ParserError) as err:

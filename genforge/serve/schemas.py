@@ -29,6 +29,7 @@ class Limits:
     batching: bool = True
     max_batch: int = 64  # samples in one forward pass
     max_wait_ms: float = 5.0  # how long a batch waits for company
+    chunk: int = 8  # rows of every forward pass of merged image requests (fixed shape)
     max_queue: int = 512  # waiting requests per model, then 503
 
 

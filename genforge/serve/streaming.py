@@ -2,7 +2,8 @@
 
 The model runs on its batcher's thread (between batches); each piece of the first sample's
 text crosses to the event loop through an asyncio queue and goes out as a `token` event. The
-`token` events joined are the first text of the `done` event, which carries every sample.
+`token` events joined are the first text of the `done` event, which carries every sample and
+the provenance record (a `provenance` field over the event's data, as in a JSON body).
 Sources, in order: `GenerativeModel.stream_text` (an iterator, one sample); else the
 `on_text` callback of `sample` (several samples); else the whole text as one piece.
 """
@@ -16,6 +17,7 @@ from typing import Any
 
 from genforge.errors import ConfigError, GenforgeError
 from genforge.serve.encode import sse
+from genforge.serve.label import Labeller, label_doc
 
 
 def generate_text(model: Any, n: int, seed: int, options: dict[str, Any],
@@ -38,7 +40,8 @@ def generate_text(model: Any, n: int, seed: int, options: dict[str, Any],
 
 
 async def text_events(batcher: Any, model: Any, model_id: str, n: int, seed: int | None,
-                      options: dict[str, Any], timeout: float) -> AsyncIterator[bytes]:
+                      options: dict[str, Any], timeout: float,
+                      labeller: Callable[..., Labeller] | None = None) -> AsyncIterator[bytes]:
     """The event stream of one request. Errors before the first piece are raised here (the
     route answers 4xx); errors after it end the stream with an `error` event."""
     loop = asyncio.get_running_loop()
@@ -54,11 +57,12 @@ async def text_events(batcher: Any, model: Any, model_id: str, n: int, seed: int
     first = await pieces.get()
     if first[0] == "end":
         task.result()  # raises the model's error: a 4xx before any byte was sent
-    return _events(first, pieces, task, model_id, seed)
+    label = labeller(model, seed) if labeller is not None else None
+    return _events(first, pieces, task, model_id, seed, label)
 
 
 async def _events(first: tuple[str, str | None], pieces: asyncio.Queue, task: asyncio.Future,
-                  model_id: str, seed: int) -> AsyncIterator[bytes]:
+                  model_id: str, seed: int, label: Labeller | None) -> AsyncIterator[bytes]:
     item = first
     while item[0] == "token":
         yield sse("token", item[1])
@@ -68,4 +72,5 @@ async def _events(first: tuple[str, str | None], pieces: asyncio.Queue, task: as
     except (GenforgeError, TimeoutError) as err:
         yield sse("error", {"detail": str(err) or "timed out"})
         return
-    yield sse("done", {"model": model_id, "seed": seed, "texts": texts})
+    done = {"model": model_id, "seed": seed, "texts": texts}
+    yield sse("done", label_doc(label, done) if label is not None else done)

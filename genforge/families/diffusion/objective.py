@@ -31,6 +31,7 @@ from genforge.families.diffusion.inpaint import inpaint, network_calls, repaint_
 from genforge.families.diffusion.nets import build_scheduler, build_unet
 from genforge.families.diffusion.sampling import Denoiser, Plan, ddim_plan, ddpm_plan, run_chain
 from genforge.training.contract import Batch, StepContext, bare
+from genforge.training.noise import RowNoise, fixed_chunks
 
 
 class DiffusionObjective:
@@ -75,7 +76,8 @@ class DiffusionObjective:
                scheduler: str | None = None, steps: int | None = None,
                eta: float | None = None, guidance: float | None = None,
                precision: str | None = None, progress: bool | None = None,
-               batch_size: int = 256) -> torch.Tensor:
+               batch_size: int = 256, noise: RowNoise | None = None,
+               pad_to: int | None = None) -> torch.Tensor:
         """n images (n, C, H, W) in [-1, 1] from the reverse chain, `batch_size` at a time.
 
         scheduler 'ddim' (default; `steps` default model.sampling_steps, eta model.eta) or 'ddpm'
@@ -84,11 +86,20 @@ class DiffusionObjective:
         under bf16 autocast, 'fp32' without; None keeps the caller's autocast. progress: a tqdm
         bar (None: only on a terminal). Seeded by its own generator, never the global RNG:
         x_T ~ N(0, I) is drawn for all n first, as diffusers' pipelines draw it.
+
+        `noise` (several requests' own generators, genforge.training.noise) or `pad_to` runs
+        the chain over all n rows at once, step by step, each step's noise drawn per request
+        and the network run on chunks of exactly `pad_to` rows (padded): a request's images
+        then do not depend on the requests that share the call. For n <= batch_size the
+        draws are those of the plain path.
         """
         plan = self._plan(scheduler, steps, eta)
         w = self._guidance(guidance)
         unet = bare(self.nets["unet"])
         device = next(unet.parameters()).device
+        if noise is not None or pad_to:
+            return self._sample_rows(noise or RowNoise.single(seed, n), condition, plan, w,
+                                     unet, precision, progress, pad_to or batch_size)
         g = torch.Generator(device="cpu").manual_seed(seed)
         x_T = torch.randn((n, *self.shape), generator=g)  # (n, C, H, W)
         y = self._labels(condition, n, g)
@@ -99,6 +110,25 @@ class DiffusionObjective:
                                 x_T[i : i + batch_size].to(device), plan, g, bar)
                       for i in chunks]
         return torch.cat(images).clamp_(-1, 1)
+
+    def _sample_rows(self, noise: RowNoise, condition: torch.Tensor | None, plan: Plan,
+                     w: float, unet: torch.nn.Module, precision: str | None,
+                     progress: bool | None, size: int) -> torch.Tensor:
+        """The chain over all rows, step-major; the network on fixed chunks of `size`."""
+        device = next(unet.parameters()).device
+        x_T = noise.randn(*self.shape)  # (n, C, H, W), per request
+        y = self._labels(condition, noise.n, noise)
+
+        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            def chunk(xc: torch.Tensor, yc: torch.Tensor | None) -> torch.Tensor:
+                return self._denoiser(unet, yc, 0, size, w)(xc, t).float()
+            return fixed_chunks(chunk, [x, y], size)
+
+        with _evaluating(unet), _precision(device, precision), \
+                self._bar(len(plan), progress, plan.kind) as bar:
+            images = run_chain(denoise, x_T.to(device), plan,
+                               lambda shape: noise.randn(*shape[1:]), bar)
+        return images.clamp_(-1, 1)
 
     @torch.inference_mode()
     def complete(self, x: torch.Tensor, mask: torch.Tensor, *, seed: int,
@@ -195,10 +225,12 @@ class DiffusionObjective:
         return float(guidance)
 
     def _labels(self, condition: torch.Tensor | None, n: int,
-                g: torch.Generator) -> torch.Tensor | None:
+                g: torch.Generator | RowNoise) -> torch.Tensor | None:
         if not self.num_classes:
             return None
         if condition is None:
+            if isinstance(g, RowNoise):
+                return g.randint(self.num_classes)
             return torch.randint(0, self.num_classes, (n,), generator=g)
         return condition.long()
 

@@ -121,13 +121,17 @@ def _plan(kind: str, s, rows: list[tuple]) -> Plan:
                 abar=[float(a) for a in cols[7]] + [1.0])
 
 
-def run_chain(denoise: Denoiser, x: torch.Tensor, plan: Plan, generator: torch.Generator,
+def run_chain(denoise: Denoiser, x: torch.Tensor, plan: Plan,
+              generator: torch.Generator | Callable[[torch.Size], torch.Tensor],
               bar=None) -> torch.Tensor:
-    """x_T (B, C, H, W) -> x_0 through every step of `plan`; noise from `generator` (CPU)."""
+    """x_T (B, C, H, W) -> x_0 through every step of `plan`; noise from `generator` (CPU), or
+    from a function of the shape (per-request noise, genforge.training.noise)."""
     ts = torch.tensor(plan.timesteps, dtype=torch.long, device=x.device)  # (S,)
+    draw = generator if callable(generator) else \
+        lambda shape: torch.randn(shape, generator=generator)
     for i in range(len(plan)):
         out = denoise(x, ts[i]).float()  # 1. eps_hat (or v_hat) = network(x_t, t)   (B, C, H, W)
-        z = torch.randn(x.shape, generator=generator).to(x.device) if plan.draws[i] else None
+        z = draw(x.shape).to(x.device) if plan.draws[i] else None
         x = plan.step(i, x, out, z)  # 2-4. x_t -> x_t'
         if bar is not None:
             bar.update(1)

@@ -18,6 +18,7 @@ from genforge.errors import ConfigError
 from genforge.families.gan.config import GANConfig
 from genforge.families.gan.nets import build_nets
 from genforge.training.contract import Batch, StepContext, bare
+from genforge.training.noise import RowNoise, fixed_chunks
 
 
 class GANObjective:
@@ -103,21 +104,29 @@ class GANObjective:
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int, condition: torch.Tensor | None = None,
-               batch_size: int = 1000) -> torch.Tensor:
-        """n images in [-1, 1]; without `condition`, a conditional model draws random labels."""
+               batch_size: int = 1000, noise: RowNoise | None = None,
+               pad_to: int | None = None) -> torch.Tensor:
+        """n images in [-1, 1]; without `condition`, a conditional model draws random labels.
+        `noise` (several requests' own generators) replaces the one seeded by `seed`;
+        `pad_to` runs the generator on chunks of exactly that many rows (genforge.training.
+        noise: rows then do not depend on the batch they ran in)."""
         G = bare(self.nets["generator"])
         device = next(G.parameters()).device
-        g = torch.Generator(device="cpu").manual_seed(seed)
-        z = torch.randn(n, self.cfg.latent_dim, generator=g)
+        noise = noise or RowNoise.single(seed, n)
+        z = noise.randn(self.cfg.latent_dim)
         if self.num_classes and condition is None:
-            condition = torch.randint(0, self.num_classes, (n,), generator=g)
+            condition = noise.randint(self.num_classes)
         was_training = G.training
         G.eval()
         try:
-            chunks = []
-            for i in range(0, n, batch_size):
-                y = None if condition is None else condition[i : i + batch_size].to(device)
-                chunks.append(G(z[i : i + batch_size].to(device), y).float())
+            def run(z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+                return G(z.to(device), None if y is None else y.to(device)).float()
+            if pad_to:
+                out = fixed_chunks(run, [z, condition], pad_to)
+            else:
+                out = torch.cat([run(z[i : i + batch_size], None if condition is None else
+                                     condition[i : i + batch_size])
+                                 for i in range(0, n, batch_size)])
         finally:
             G.train(was_training)
-        return torch.cat(chunks).clamp_(-1, 1)
+        return out.clamp_(-1, 1)

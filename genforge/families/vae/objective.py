@@ -19,6 +19,7 @@ from genforge.errors import ConfigError
 from genforge.families.vae.config import VAEConfig
 from genforge.families.vae.nets import VAE
 from genforge.training.contract import Batch, StepContext, bare
+from genforge.training.noise import RowNoise, fixed_chunks
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -75,19 +76,25 @@ class VAEObjective:
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int, condition: torch.Tensor | None = None,
-               batch_size: int = 1000) -> torch.Tensor:
-        """Decoder means of z ~ N(0, I): the usual way to show VAE samples."""
+               batch_size: int = 1000, noise: RowNoise | None = None,
+               pad_to: int | None = None) -> torch.Tensor:
+        """Decoder means of z ~ N(0, I): the usual way to show VAE samples. `noise` and
+        `pad_to`: per-request generators and fixed-shape chunks (genforge.training.noise)."""
         vae = bare(self.nets["vae"])
         device = next(vae.parameters()).device
-        g = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.cfg.latent_dim, generator=g)
+        noise = noise or RowNoise.single(seed, n)
+        z = noise.randn(self.cfg.latent_dim)
         if self.num_classes and condition is None:
-            condition = torch.randint(0, self.num_classes, (n,), generator=g)
-        chunks = []
-        for i in range(0, n, batch_size):
-            y = None if not self.num_classes else condition[i : i + batch_size].to(device)
-            chunks.append(self.mean_image(vae.decode(z[i : i + batch_size].to(device), y).float()))
-        return torch.cat(chunks)
+            condition = noise.randint(self.num_classes)
+        y_all = condition if self.num_classes else None
+
+        def run(z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+            y = None if y is None else y.to(device)
+            return self.mean_image(vae.decode(z.to(device), y).float())
+        if pad_to:
+            return fixed_chunks(run, [z, y_all], pad_to)
+        return torch.cat([run(z[i : i + batch_size], None if y_all is None else
+                              y_all[i : i + batch_size]) for i in range(0, n, batch_size)])
 
     def complete(self, x: torch.Tensor, mask: torch.Tensor, *, seed: int,
                  condition: torch.Tensor | None = None, method: str | None = None,
