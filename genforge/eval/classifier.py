@@ -124,21 +124,42 @@ def train_classifier(train: ImageData, test: ImageData, settings: TrainSettings,
     images, labels = train.images, train.labels
     if settings.limit is not None:
         images, labels = images[: settings.limit], labels[: settings.limit]
-    torch.manual_seed(settings.seed)  # the initial weights
-    net = DomainNet(train.channels, train.num_classes, settings.width)
-    opt = torch.optim.AdamW(net.parameters(), settings.lr / 4, weight_decay=settings.weight_decay)
-    steps_per_epoch = max(1, len(images) // settings.batch_size)  # drop the last partial batch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr,
-                                                total_steps=settings.epochs * steps_per_epoch)
-    order = torch.Generator().manual_seed(settings.seed)  # the batch order
     start = time.perf_counter()
-    bar = tqdm(total=settings.epochs * steps_per_epoch, disable=not progress, unit="step",
-               desc=f"training the {train.name} domain classifier (once)", dynamic_ncols=True)
+    net = fit_net(images, labels, train.num_classes, settings, progress=progress,
+                  desc=f"training the {train.name} domain classifier (once)")
+    seconds = time.perf_counter() - start
+    meta = {"format": FORMAT, "dataset": train.name, "channels": train.channels,
+            "image_size": train.image_size, "num_classes": train.num_classes,
+            "class_names": list(train.class_names), "train_n": len(images),
+            "test_n": len(test), "test_accuracy": accuracy(net, test),
+            "train_seconds": round(seconds, 1), "settings": asdict(settings),
+            "torch": torch.__version__, "genforge": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return net, meta
+
+
+def fit_net(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+            settings: TrainSettings, *, steps: int | None = None, progress: bool = True,
+            desc: str = "training a classifier") -> DomainNet:
+    """A DomainNet trained on uint8 `images` (N, C, H, W) and int64 `labels` (N,) with the
+    recipe of `settings` (its `limit` is the caller's business); returned in eval mode.
+    `steps` fixes the number of optimiser steps (else epochs x full batches per epoch), so
+    that training sets of different sizes get the same budget (genforge.eval.downstream)."""
+    torch.manual_seed(settings.seed)  # the initial weights
+    net = DomainNet(images.shape[1], num_classes, settings.width)
+    opt = torch.optim.AdamW(net.parameters(), settings.lr / 4, weight_decay=settings.weight_decay)
+    batch = min(settings.batch_size, len(images))
+    steps_per_epoch = max(1, len(images) // batch)  # drop the last partial batch
+    total = steps if steps is not None else settings.epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, settings.lr, total_steps=total)
+    order = torch.Generator().manual_seed(settings.seed)  # the batch order
+    bar = tqdm(total=total, disable=not progress, unit="step", desc=desc, dynamic_ncols=True)
     net.train()
-    for _ in range(settings.epochs):
+    done = 0
+    while done < total:  # epochs: a fresh permutation each
         perm = torch.randperm(len(images), generator=order)  # (N,)
-        for i in range(steps_per_epoch):
-            idx = perm[i * settings.batch_size : (i + 1) * settings.batch_size]  # (B,)
+        for i in range(min(steps_per_epoch, total - done)):
+            idx = perm[i * batch : (i + 1) * batch]  # (B,)
             with torch.autocast("cpu", dtype=torch.bfloat16,
                                 enabled=settings.precision == "bf16"):
                 logits = net(images[idx])  # (B, K)
@@ -150,17 +171,9 @@ def train_classifier(train: ImageData, test: ImageData, settings: TrainSettings,
             bar.update(1)
             if i % 50 == 0:
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        done += min(steps_per_epoch, total - done)
     bar.close()
-    seconds = time.perf_counter() - start
-    net.eval()
-    meta = {"format": FORMAT, "dataset": train.name, "channels": train.channels,
-            "image_size": train.image_size, "num_classes": train.num_classes,
-            "class_names": list(train.class_names), "train_n": len(images),
-            "test_n": len(test), "test_accuracy": accuracy(net, test),
-            "train_seconds": round(seconds, 1), "settings": asdict(settings),
-            "torch": torch.__version__, "genforge": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    return net, meta
+    return net.eval()
 
 
 @torch.no_grad()

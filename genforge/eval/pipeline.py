@@ -9,7 +9,8 @@ Steps: (1) the fake images (sampled from the run with the seed, or read from a f
 reference set and the training set; (2) per feature extractor, reference statistics (cached,
 keyed by their protocol) and fake features; (3) FID, KID, precision/recall, density/coverage;
 with the domain classifier also IS, class histogram, conditional accuracy, memorisation and a
-real-vs-real baseline (training images against the reference set, same sizes).
+real-vs-real baseline (training images against the reference set, same sizes); with
+`downstream` (conditional runs) also CAS and augmentation gain (genforge.eval.downstream).
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ class EvalOptions:
     use_cache: bool = True  # reference statistics cache
     progress: bool = True
     protected: str | None = None  # tables: the column whose fairness gaps are reported
+    # conditional image runs: CAS and augmentation gain (genforge.eval.downstream); off by
+    # default: it trains 2 + 2 x seeds small classifiers of 400 steps, ~50 CPU-s each on a
+    # 2-core AVX2 machine (the real-only ones are cached): 1-4 CPU-minutes at the defaults
+    downstream: bool = False
+    downstream_n: int | None = None  # CAS images; None: all n generated ones
+    downstream_m: int | None = None  # generated images added to the 1,000 real; None: n
+    downstream_seeds: int = 1  # augmentation repeats
+    downstream_steps: int = 400  # optimiser steps of every downstream classifier
     precision_reason: str = field(default="", init=False)  # what `auto` chose, and why
 
     def __post_init__(self) -> None:
@@ -315,6 +324,10 @@ def evaluate(run: str | Path | None = None, *, fake: str | Path | None = None,
     else:
         raise ConfigError("eval needs a run folder, or --real DATASET:SPLIT --fake FILE")
     timings = {"images": time.perf_counter() - start}
+    downstream = None
+    if options.downstream:  # first: a run without labels fails before the long part
+        downstream = _downstream(fake_set, run, options)
+        timings["downstream"] = time.perf_counter() - start - timings["images"]
     extractors = make_extractors(options, real_set.dataset or fake_set.dataset)
     params = {"pr_k": PR_K, "dc_k": DC_K, "is_splits": IS_SPLITS,
               "kid_subsets": options.kid_subsets, "kid_subset_size": options.kid_subset_size,
@@ -336,11 +349,31 @@ def evaluate(run: str | Path | None = None, *, fake: str | Path | None = None,
                      "params": params},
         "features": blocks, "seconds": {k: round(v, 2) for k, v in timings.items()},
     }
+    if downstream is not None:
+        metrics["downstream"] = downstream
     names = model.data_info.get("class_names", []) if model else []
     if not names and "domain" in extractors:
         names = list(getattr(extractors["domain"], "meta", {}).get("class_names", []))
     return EvalResult(metrics, fake_set.images[:64], closest,
                       Path(run) if run is not None else None, names)
+
+
+def _downstream(fake_set: ImageSet, run: str | Path | None,
+                options: EvalOptions) -> dict[str, Any]:
+    """CAS and augmentation gain of a conditional run's labelled samples."""
+    from genforge.eval.downstream import DownstreamSettings, downstream_metrics
+
+    if run is None or fake_set.labels is None:
+        raise ConfigError(f"--downstream needs a conditional image run (its samples carry "
+                          f"labels); {run or 'a --fake file'} has none")
+    if fake_set.dataset not in SOURCES:
+        raise ConfigError(f"--downstream: {run} was trained on {fake_set.dataset!r}, which "
+                          "has no labelled train/test split genforge knows")
+    settings = DownstreamSettings(
+        n=options.downstream_n, augment_m=options.downstream_m, seeds=options.downstream_seeds,
+        seed=options.seed, steps=options.downstream_steps, data_root=options.data_root,
+        use_cache=options.use_cache, progress=options.progress)
+    return downstream_metrics(fake_set.images, fake_set.labels, fake_set.dataset, settings)
 
 
 def _closest_pairs(memo: dict[str, Any] | None, fakes: ImageSet,

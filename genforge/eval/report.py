@@ -213,6 +213,24 @@ def protocol_section(metrics: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def downstream_section(block: dict[str, Any]) -> str:
+    """CAS and augmentation gain (genforge.eval.downstream), with their protocol."""
+    cas, aug, protocol = block["cas"], block["augmentation"], block["protocol"]
+    rows = [("CAS: trained on generated only", cas["accuracy"], cas["what"]),
+            ("CAS: real reference", cas["real_reference"], f"trained on {cas['n']} real"),
+            ("CAS / real reference", cas["ratio"], "1 = as useful as real images"),
+            ("Augmentation: real only", aug["real_only"], f"{aug['real_n']} real images"),
+            ("Augmentation: real + generated", aug["real_plus_generated"], aug["what"]),
+            ("Augmentation gain", aug["gain"], "positive: the generated images help")]
+    body = "".join(f"<tr><td>{label}</td><td>{_fmt(value)}</td>"
+                   f"<td class=note>{html.escape(note)}</td></tr>" for label, value, note in rows)
+    record = {k: v for k, v in protocol.items() if k != "settings"}
+    return ("<h2>Downstream: generated data for a classifier</h2>"
+            "<p>Test accuracies on the real test split.</p>"
+            f"<table class=metrics><tr><th>measure</th><th>accuracy</th><th></th></tr>{body}"
+            f"</table><h3>Downstream protocol</h3>{_record_table(record)}")
+
+
 def render_html(result: EvalResult) -> str:
     m = result.metrics
     title = f"genforge eval: {result.run_dir or m['protocol']['fake'].get('path', '')}"
@@ -242,6 +260,8 @@ def render_html(result: EvalResult) -> str:
             uri = _grid_uri(result.closest, nrow=len(result.closest) // 2)
             parts.append("<p>Top row: the samples nearest to the training set; bottom row: "
                          f"their nearest training images.</p><img alt=closest src='{uri}'>")
+    if m.get("downstream"):
+        parts.append(downstream_section(m["downstream"]))
     curves = loss_curves(result.run_dir)
     if curves:
         parts.append(f"<h2>Training losses</h2><img alt='loss curves' src='{curves}'>")

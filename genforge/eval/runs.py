@@ -75,6 +75,13 @@ def _image_lines(result: Any, out: str) -> tuple[list[str], dict[str, Path]]:
         lines.append(f"{name}: " + ", ".join(
             f"{label} {values[key]['mean'] if key == 'kid' else values[key]:.4g}"
             for key, label in IMAGE_SUMMARY))
+    down = result.metrics.get("downstream")
+    if down:
+        cas, aug = down["cas"], down["augmentation"]
+        lines.append(f"downstream: CAS {cas['accuracy']:.4f} (real reference "
+                     f"{cas['real_reference']:.4f}, n {cas['n']}); augmentation "
+                     f"{aug['real_only']:.4f} -> {aug['real_plus_generated']:.4f} (gain "
+                     f"{aug['gain']:+.4f}, {aug['real_n']} real + {aug['generated_m']} generated)")
     if "previous" in paths:
         lines.append(f"the previous evaluation was moved to {paths['previous']}")
     return lines, paths
