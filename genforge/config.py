@@ -96,14 +96,15 @@ class LogConfig:
 
     every: int = 50  # steps between metric lines (metrics.jsonl, TensorBoard)
     sample_every: int = 500  # steps between sample grids; 0 = only at the end
-    sample_n: int = 64  # images in a sample grid
+    sample_n: int = 64  # images in a sample grid; 0 = no samples at all
     checkpoint_every: int = 1000  # steps between checkpoints; the end always writes one
     tensorboard: bool = True
     progress: bool = True  # progress bar with ETA and losses
 
     def __post_init__(self) -> None:
         _positive("log.every", self.every)
-        _positive("log.sample_n", self.sample_n)
+        if self.sample_n < 0:
+            raise ConfigError(f"log.sample_n={self.sample_n}: must be >= 0 (0 = no samples)")
         _positive("log.checkpoint_every", self.checkpoint_every)
         if self.sample_every < 0:
             raise ConfigError(f"log.sample_every={self.sample_every}: must be >= 0")

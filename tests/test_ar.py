@@ -208,3 +208,21 @@ def test_llama2c_conversion_reproduces_the_published_greedy_sample(tmp_path):
     tok = model.objective.tokenizer
     assert tok.convert_ids_to_tokens(tok.encode("Once upon a time")) == \
         ["<s>", "▁Once", "▁upon", "▁a", "▁time"]
+
+
+@needs_text
+def test_training_without_samples_with_the_fast_optimizer(tmp_path):
+    """log.sample_n=0 writes no samples; AdamW is the fused kernel, GELU the exact one (the
+    fast choices on a CPU); grad norms reach metrics.jsonl as numbers."""
+    from genforge.registry import load_config
+
+    with pytest.raises(ConfigError, match="log.sample_n=-1"):
+        load_config("shakespeare-char", tiny("ar", "log.sample_n=-1"))
+    cfg = load_config("shakespeare-char", tiny("ar", "data.limit=2000", "log.sample_n=0"))
+    result = genforge.train(cfg, out=tmp_path / "run", data_root=REPO / "data")
+    assert result.step == 4 and not (tmp_path / "run" / "samples").exists()
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all(r["grad_norm/lm"] > 0 for r in rows)
+    objective = genforge.load(tmp_path / "run").objective
+    assert objective.configure_optimizers(cfg.train)["lm"].defaults["fused"] is True
+    assert objective.nets["lm"].config.activation_function == "gelu"

@@ -84,7 +84,7 @@ class StepContext:
         self.grad_clip = grad_clip
         self.privacy = privacy  # training.privacy.PrivateTraining under DP-SGD, else None
         self.step = 0  # optimizer updates done before this one
-        self.grad_norms: dict[str, float] = {}
+        self.grad_norms: dict[str, Any] = {}  # the last step's (tensors), read when logged
 
     @property
     def device(self) -> torch.device:
@@ -103,7 +103,8 @@ class StepContext:
         if self.grad_clip is not None:
             params = [p for group in optimizer.param_groups for p in group["params"]]
             norm = accelerator.clip_grad_norm_(params, self.grad_clip)
-            self.grad_norms[name] = float(norm)
+            self.grad_norms[name] = norm  # float() only when a line is written: on a GPU
+            # a float() every step would wait for the device (a host sync)
         if accelerator.scaler is None and accelerator.distributed_type == DistributedType.NO:
             # What AcceleratedOptimizer.step does for one process without a grad scaler, minus
             # its two importlib lookups of the optional lomo_optim package per call (~0.4 ms a

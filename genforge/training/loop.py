@@ -175,9 +175,9 @@ def train(cfg: RunConfig, *, data: TrainingData,
                     objective.export(run_dir / "model")
 
     def sample_grid() -> None:
-        if not accelerator.is_main_process:
-            return
         n = cfg.log.sample_n
+        if not accelerator.is_main_process or n == 0:
+            return
         with _sampling_weights(emas), accelerator.autocast():
             samples = objective.sample(n, seed=t.seed, condition=data.preview_condition(n))
         data.write_samples(samples, run_dir / "samples" / f"step_{step:06d}")
@@ -200,7 +200,7 @@ def train(cfg: RunConfig, *, data: TrainingData,
                 now = time.perf_counter()
                 extra = {"lr": schedulers[next(iter(schedulers))].get_last_lr()[0],
                          "images_per_s": t.batch_size * (step - tick_step) / (now - tick),
-                         **{f"grad_norm/{k}": v for k, v in ctx.grad_norms.items()}}
+                         **{f"grad_norm/{k}": float(v) for k, v in ctx.grad_norms.items()}}
                 if privacy is not None:
                     extra["privacy/epsilon"] = privacy.epsilon()
                 tick, tick_step = now, step

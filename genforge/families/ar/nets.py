@@ -1,6 +1,6 @@
 """Decoder-only Transformers from transformers model classes, built from a config (no download).
 
-    gpt2:  GPT2LMHeadModel  - learned positions, pre-LayerNorm blocks, tanh-GELU MLP (4 x width)
+    gpt2:  GPT2LMHeadModel  - learned positions, pre-LayerNorm blocks, GELU MLP (4 x width)
     llama: LlamaForCausalLM - RoPE, RMSNorm, SwiGLU MLP (about 8/3 x width), grouped-query
                               attention with n_kv_head key/value heads
 
@@ -29,8 +29,10 @@ def build_lm(cfg: ARConfig, vocab_size: int, context: int) -> PreTrainedModel:
         config = GPT2Config(n_positions=context, n_embd=cfg.n_embd, n_layer=cfg.n_layer,
                             n_head=cfg.n_head, resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout,
                             attn_pdrop=cfg.dropout, **common,
-                            # GPT-2's tanh GELU as one fused kernel (gelu_new is five ops)
-                            activation_function="gelu_pytorch_tanh")
+                            # the exact (erf) GELU, as nanoGPT's nn.GELU: on an AVX2 CPU
+                            # PyTorch's tanh GELU costs 3x as much forward, 2x backward
+                            # (measured 768 x 512: 4.8 / 6.5 ms against 1.5 / 3.0 ms)
+                            activation_function="gelu")
     else:
         hidden = 32 * -(-int(8 * cfg.n_embd / 3) // 32)  # 8/3 width, up to a multiple of 32
         config = LlamaConfig(hidden_size=cfg.n_embd, intermediate_size=hidden,
