@@ -430,8 +430,15 @@ def test_ray_serve_deployment_answers(runs):
     except Exception as err:  # a node that cannot start here (an overloaded machine)
         pytest.skip(f"a local Ray node did not start: {str(err).splitlines()[0]}")
     try:
-        deploy([runs["dcgan1"]], port=port, replicas=2, threads=1, blocking=False,
-               limits=Limits(**SMALL))
+        try:
+            deploy([runs["dcgan1"]], port=port, replicas=2, threads=1, blocking=False,
+                   limits=Limits(**SMALL))
+        except (ray.exceptions.ActorDiedError, ray.exceptions.GetTimeoutError) as err:
+            # Ray gives its HTTP proxy a fixed 60 s to start; an overloaded 2-core machine
+            # can miss that before any genforge code runs in it
+            if "PROXY" not in str(err):
+                raise
+            pytest.skip("Ray Serve's HTTP proxy did not start within Ray's 60 s here")
         url = f"http://127.0.0.1:{port}"
         pids = {httpx.get(url + "/healthz", timeout=60).json()["worker"] for _ in range(20)}
         resp = httpx.post(url + "/v1/generate", json={"model": "dcgan1", "n": 2, "seed": 0,

@@ -239,3 +239,37 @@ def test_tabddpm_category_spans_match_per_column_ops():
     freq = torch.bincount(drawn[:, 0], minlength=3) / 4000
     assert torch.allclose(freq, torch.tensor([0.7, 0.2, 0.1]), atol=0.03)
     assert (drawn[:, 2] < 5).all() and (drawn[:, 3] < 2).all()
+
+
+@pytest.mark.parametrize("kind", ["tvae", "ctgan", "tabddpm"])
+def test_dp_table_runs_record_their_epsilon(toy_csv, tmp_path, kind):
+    """DP-SGD on every neural synthesizer: the spent epsilon stays within the target, the
+    privatised nets are the ones that see real rows, and the model still samples."""
+    gan = ["model.pac=1", "model.gp_weight=0"] if kind == "ctgan" else []
+    cfg = load_config("tables", [f"data.path={toy_csv}", "data.target=income",
+                                 f"model.kind={kind}", *TINY, "privacy.epsilon=4",
+                                 "privacy.delta=1e-4", *gan])
+    run = genforge.train(cfg, out=tmp_path / "run").run_dir
+    rec = json.loads((run / "run.json").read_text())["privacy"]
+    assert 4 - 0.02 <= rec["epsilon"] <= 4 and rec["delta"] == 1e-4
+    assert rec["private_steps"] == 3 and rec["noise_multiplier"] > 0
+    if kind == "ctgan":
+        assert rec["public_nets"] == ["generator"]
+    else:
+        assert rec["public_nets"] == []
+    rows = genforge.load(run).sample(20, seed=0)
+    assert len(rows) == 20 and set(rows["income"].dropna()) <= {"<=50K", ">50K"}
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["model.kind=tvae", "privacy.delta=0.01"], "delta"),  # >= 1/n for 300 rows
+    (["model.kind=copula", "train.ema_decay=null"], "copula"),
+    (["model.kind=ctgan", "model.pac=1"], "gp_weight"),
+    (["model.kind=ctgan", "model.gp_weight=0"], "pac"),
+])
+def test_dp_table_runs_refuse_impossible_settings(toy_csv, tmp_path, extra, message):
+    with pytest.raises(ConfigError, match=message):
+        cfg = load_config("tables", [f"data.path={toy_csv}", "data.target=income", *TINY,
+                                     "privacy.epsilon=3", *extra])
+        genforge.train(cfg, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -74,6 +74,11 @@ class TabularConfig:
             raise ConfigError(f"model.pac={self.pac} with privacy: a PacGAN critic takes pac rows "
                               "as one example, so clipping would bound groups, not rows; set "
                               "model.pac=1")
+        if self.kind == "ctgan" and private and self.gp_weight > 0:
+            raise ConfigError(f"model.gp_weight={self.gp_weight} with privacy: the gradient "
+                              "penalty differentiates the critic twice, which Opacus's "
+                              "per-sample gradients do not support; set model.gp_weight=0 "
+                              "(or use tvae / tabddpm, the steadier DP routes)")
 
     def check_data(self, info: dict[str, Any]) -> None:
         if info.get("kind") != "tables":

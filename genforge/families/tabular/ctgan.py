@@ -79,16 +79,21 @@ class CTGANObjective(TabularObjective):
         raw = G(z, c).float()
         fake = self.layout.activate(raw, self.norm, self.cfg.tau)
 
-        # 1. the critic on real and detached fake rows, with the gradient penalty
+        # 1. the critic on real and detached fake rows, with the gradient penalty (none under
+        # DP-SGD: Opacus's per-sample gradients cannot differentiate the critic twice)
         real_in, fake_in = torch.cat([real, c], 1), torch.cat([fake.detach(), c], 1)
-        eps = torch.rand(B // self.cfg.pac, 1, 1, device=dev)
-        hat = (eps * real_in.view(-1, self.cfg.pac, real_in.shape[1])
-               + (1 - eps) * fake_in.view(-1, self.cfg.pac, fake_in.shape[1])
-               ).view_as(real_in).requires_grad_(True)
-        scores = D(torch.cat([real_in, fake_in, hat]))  # (3B / pac,)
         n = B // self.cfg.pac
-        (grad,) = torch.autograd.grad(scores[2 * n :].sum(), hat, create_graph=True)
-        penalty = ((grad.view(n, -1).norm(2, dim=1) - 1) ** 2).mean()
+        if self.cfg.gp_weight > 0:
+            eps = torch.rand(n, 1, 1, device=dev)
+            hat = (eps * real_in.view(-1, self.cfg.pac, real_in.shape[1])
+                   + (1 - eps) * fake_in.view(-1, self.cfg.pac, fake_in.shape[1])
+                   ).view_as(real_in).requires_grad_(True)
+            scores = D(torch.cat([real_in, fake_in, hat]))  # (3B / pac,)
+            (grad,) = torch.autograd.grad(scores[2 * n :].sum(), hat, create_graph=True)
+            penalty = ((grad.view(n, -1).norm(2, dim=1) - 1) ** 2).mean()
+        else:
+            scores = D(torch.cat([real_in, fake_in]))  # (2B / pac,)
+            penalty = torch.zeros((), device=dev)
         wasserstein = scores[:n].mean() - scores[n : 2 * n].mean()
         d_loss = -wasserstein + self.cfg.gp_weight * penalty
         step.update("discriminator", d_loss)
