@@ -54,3 +54,36 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "fashion-mnist").is_dir():
         pytest.skip("../shared/data is not present on this machine")
     return SHARED_DATA
+
+
+# --- serving: small limits, tiny runs; `models` and `client` build on a module's `runs` --------
+
+SMALL = dict(max_n=8, max_new_tokens=24, max_steps=8, max_batch=32, max_wait_ms=20)
+
+
+def train_tiny(base: Path, specs: dict[str, tuple[str, str, list[str]]]) -> dict[str, Path]:
+    """name -> (preset, family, overrides): each trained for two tiny steps under base/name."""
+    import genforge
+
+    out = {}
+    for name, (preset, family, extra) in specs.items():
+        cfg = genforge.load_config(preset, tiny(family, "train.max_steps=2", *extra))
+        out[name] = genforge.train(cfg, out=base / name).run_dir
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(runs):
+    import genforge
+
+    return {name: genforge.load(path) for name, path in runs.items()}
+
+
+@pytest.fixture
+def client(models):
+    from fastapi.testclient import TestClient
+
+    from genforge.serve import Limits, create_app
+
+    with TestClient(create_app(models=models, limits=Limits(**SMALL))) as c:
+        yield c

@@ -26,14 +26,11 @@ from PIL import Image
 pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
 
-import genforge
 from genforge.errors import ConfigError
 from genforge.serve import Limits, create_app
 from genforge.serve.auth import KeyStore, check_bind, hash_key, new_key
 
-from conftest import REPO, tiny
-
-SMALL = dict(max_n=8, max_new_tokens=24, max_steps=8, max_batch=32, max_wait_ms=20)
+from conftest import REPO, SMALL, train_tiny
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +41,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
              "gpt1": ("shakespeare-char", "ar", ["data.limit=2000",
                                                   f"data.root={REPO / 'data'}"]),
              "vae1": ("mnist-vae", "vae", [])}
-    out = {}
-    for name, (preset, family, extra) in specs.items():
-        cfg = genforge.load_config(preset, tiny(family, "train.max_steps=2", *extra))
-        out[name] = genforge.train(cfg, out=base / name).run_dir
-    return out
-
-
-@pytest.fixture(scope="module")
-def models(runs):
-    return {name: genforge.load(path) for name, path in runs.items()}
-
-
-@pytest.fixture
-def client(models):
-    from fastapi.testclient import TestClient
-
-    with TestClient(create_app(models=models, limits=Limits(**SMALL))) as c:
-        yield c
+    return train_tiny(base, specs)
 
 
 def png(array: np.ndarray) -> str:

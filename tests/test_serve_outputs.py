@@ -25,9 +25,8 @@ import genforge
 from genforge.labelling import file_hash, read_provenance
 from genforge.serve import Limits, create_app
 
-from conftest import REPO, tiny
+from conftest import REPO, SMALL, train_tiny
 
-SMALL = dict(max_n=8, max_new_tokens=24, max_steps=8, max_batch=32, max_wait_ms=20)
 AIRLINE = REPO / "data" / "timeseries" / "airline_passengers.csv"
 
 
@@ -40,29 +39,13 @@ def runs(tmp_path_factory) -> dict[str, Path]:
              "gpt1": ("shakespeare-char", "ar", ["data.limit=2000", f"data.root={REPO / 'data'}"])}
     if AIRLINE.exists():
         specs["ts1"] = ("airline-ar", "series", ["data.limit=144", f"data.root={REPO / 'data'}"])
-    out = {}
-    for name, (preset, family, extra) in specs.items():
-        cfg = genforge.load_config(preset, tiny(family, "train.max_steps=2", *extra))
-        out[name] = genforge.train(cfg, out=base / name).run_dir
+    out = train_tiny(base, specs)
     csv = base / "toy.csv"
     toy_frame().to_csv(csv, index=False)
     cfg = genforge.load_config("tables", [f"data.path={csv}", "data.target=income",
                                           "model.kind=copula", *TINY_TABLE])
     out["tab1"] = genforge.train(cfg, out=base / "tab1").run_dir
     return out
-
-
-@pytest.fixture(scope="module")
-def models(runs):
-    return {name: genforge.load(path) for name, path in runs.items()}
-
-
-@pytest.fixture
-def client(models):
-    from fastapi.testclient import TestClient
-
-    with TestClient(create_app(models=models, limits=Limits(**SMALL))) as c:
-        yield c
 
 
 def saved(tmp_path: Path, name: str, body: bytes):
