@@ -23,6 +23,14 @@ The factors are ratios to the model's own half-widths, so they carry no unit: th
 of a model trained before the calibration rows may be kept for the same configuration
 refitted on every row before the test origins (SeriesObjective.keep_calibration).
 
+Centring (center=True): a biased median (a PIT histogram leaning to one side) makes the
+factors of one side too large and of the other too small, and the pooled factor fits
+neither. The paths are first moved by b half-IQRs, b the median over the calibration points
+of (y - m) / (half the paths' 50 % interval width): in the model's own scale, so it carries
+over like the factors; `widen` moves them the same way before widening. `targets` sets the
+conformal level of each factor apart from its interval level (adaptive conformal inference,
+genforge.eval.series_rolling.online_calibrated).
+
     from genforge.data.series_calibration import fit_widening, widen
     factors = fit_widening(calibration_paths, calibration_truths)
     calibrated = widen(test_paths, factors)
@@ -38,23 +46,61 @@ import numpy as np
 LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)
 
 
+def summarize(paths: np.ndarray, y: np.ndarray, levels: Sequence[float] = LEVELS
+              ) -> dict[str, np.ndarray]:
+    """What the scores need from one forecast, its quantiles computed once (an online pool
+    refits on the same forecasts many times): truth, median, half-IQR, and the lower and
+    upper half-widths (L, H, D) of each level's interval."""
+    probs = [0.25, 0.5, 0.75, *((1 - lv) / 2 for lv in levels), *((1 + lv) / 2 for lv in levels)]
+    q = np.quantile(paths, probs, axis=0)  # (3 + 2L, H, D)
+    n, median = len(levels), np.median(paths, axis=0)  # np.median: widen's own, to the bit
+    tiny = 1e-12 * (1.0 + np.abs(median))
+    out = {"y": np.asarray(y, np.float64), "median": median,
+           "hiqr": np.maximum((q[2] - q[0]) / 2, tiny),
+           "low": median - q[3 : 3 + n], "high": q[3 + n :] - median}
+    return out | {"scores": scores_of(out)}  # the unmoved scores, the usual case
+
+
+def scores_of(summary: dict[str, np.ndarray], b: float = 0.0) -> np.ndarray:
+    """c (L, H, D): the factor each value needs, the paths first moved by b half-IQRs
+    (a move keeps every half-width)."""
+    median = summary["median"] + b * summary["hiqr"]
+    above = summary["y"] >= median  # (H, D)
+    width = np.where(above, summary["high"], summary["low"])  # (L, H, D)
+    tiny = 1e-12 * (1.0 + np.abs(median))
+    return np.abs(summary["y"] - median) / np.maximum(width, tiny)
+
+
 def needed_widening(paths: np.ndarray, y: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     """paths (S, H, D), truth y (H, D) -> c (len(levels), H, D): the factor each value needs."""
-    median = np.median(paths, axis=0)  # (H, D)
-    lows = np.quantile(paths, [(1 - lv) / 2 for lv in levels], axis=0)  # (L, H, D)
-    highs = np.quantile(paths, [(1 + lv) / 2 for lv in levels], axis=0)  # (L, H, D)
-    above = y >= median  # (H, D)
-    width = np.where(above, highs - median, median - lows)  # (L, H, D) half-widths
-    gap = np.abs(y - median)  # (H, D)
-    tiny = 1e-12 * (1.0 + np.abs(median))
-    return gap / np.maximum(width, tiny)
+    return scores_of(summarize(paths, y, levels))
 
 
 def conformal_quantile(scores: np.ndarray, level: float) -> float:
-    """The ceil((n + 1) level)-th smallest score (the largest one when that exceeds n)."""
+    """The ceil((n + 1) level)-th smallest score (the largest one when that exceeds n;
+    0, an empty interval, for a level <= 0, which adaptive levels may reach)."""
+    if level <= 0:
+        return 0.0
     ordered = np.sort(scores.ravel())
-    k = min(int(np.ceil((len(ordered) + 1) * level)), len(ordered))
+    k = min(max(int(np.ceil((len(ordered) + 1) * level)), 1), len(ordered))
     return float(ordered[k - 1])
+
+
+def half_iqr(paths: np.ndarray) -> np.ndarray:
+    """(S, H, D) -> (H, D): half the width of the paths' central 50 % interval (> 0)."""
+    low, median, high = np.quantile(paths, [0.25, 0.5, 0.75], axis=0)
+    return np.maximum((high - low) / 2, 1e-12 * (1.0 + np.abs(median)))
+
+
+def median_shift(summaries: Sequence[dict[str, np.ndarray]]) -> float:
+    """b: the median of (y - m) / half-IQR over every calibration point (0 for no bias)."""
+    r = [(u["y"] - u["median"]) / u["hiqr"] for u in summaries]
+    return float(np.median(np.concatenate([x.ravel() for x in r])))
+
+
+def shifted(paths: np.ndarray, b: float) -> np.ndarray:
+    """Move every step's paths by b of its half-IQRs (order and spread kept)."""
+    return paths + b * half_iqr(paths)[None]
 
 
 def step_blocks(horizon: int, groups: int) -> np.ndarray:
@@ -64,19 +110,34 @@ def step_blocks(horizon: int, groups: int) -> np.ndarray:
 
 
 def fit_widening(paths: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-                 levels: Sequence[float] = LEVELS, step_groups: int = 1) -> dict[str, Any]:
+                 levels: Sequence[float] = LEVELS, step_groups: int = 1, center: bool = False,
+                 targets: Sequence[float] | None = None) -> dict[str, Any]:
     """Factors f(l) from calibration forecasts: paths[i] (S, H, D) against truths[i] (H, D).
 
     The scores of all steps and columns are pooled: the model's own spread already grows
     with the horizon, and a calibration window of a few origins is too short for one factor
-    per step. step_groups > 1 adds factors per block of steps ("step_factors", (G, L))."""
+    per step. step_groups > 1 adds factors per block of steps ("step_factors", (G, L)).
+    center=True first moves the paths by the median bias ("shift"); targets[j] replaces
+    levels[j] as the conformal level of factor j (default: the levels themselves)."""
     if len(paths) == 0 or len(paths) != len(truths):
         raise ValueError("fit_widening needs as many calibration forecasts as truths (>= 1)")
-    needed = [needed_widening(p, y, levels) for p, y in zip(paths, truths, strict=True)]
+    summaries = [summarize(p, y, levels) for p, y in zip(paths, truths, strict=True)]
+    return fit_summaries(summaries, levels, step_groups, center, targets)
+
+
+def fit_summaries(summaries: Sequence[dict[str, np.ndarray]], levels: Sequence[float] = LEVELS,
+                  step_groups: int = 1, center: bool = False,
+                  targets: Sequence[float] | None = None) -> dict[str, Any]:
+    """fit_widening on forecasts already summarized (`summarize`, the same levels)."""
+    targets = levels if targets is None else targets
+    b = median_shift(summaries) if center else 0.0
+    needed = [scores_of(u, b) if b else u["scores"] for u in summaries]
     scores = np.concatenate([c.reshape(len(levels), -1) for c in needed], axis=1)  # (L, n)
-    factors = [conformal_quantile(scores[j], lv) for j, lv in enumerate(levels)]
+    factors = [conformal_quantile(scores[j], t) for j, t in enumerate(targets)]
     out = {"levels": [float(lv) for lv in levels], "factors": factors,
            "points": int(scores.shape[1])}
+    if center:
+        out["shift"] = b
     horizon = needed[0].shape[1]
     if step_groups > 1 and horizon > 1:
         if any(c.shape[1] != horizon for c in needed):
@@ -94,6 +155,8 @@ def widen(paths: np.ndarray, calibration: dict[str, Any]) -> np.ndarray:
     With per-block factors (fit_widening step_groups > 1) step h takes its block's factors,
     the blocks laid over this forecast's horizon as over the calibration horizon."""
     levels = np.asarray(calibration["levels"], np.float64)
+    if calibration.get("shift"):  # centred calibration: move first, as fit_widening did
+        paths = shifted(paths, calibration["shift"])
     s, h = paths.shape[0], paths.shape[1]
     rank_level = np.abs(2 * (np.arange(s) + 0.5) / s - 1)  # (S,) the level each rank bounds
     if "step_factors" in calibration:

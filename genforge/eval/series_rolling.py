@@ -10,6 +10,19 @@ by o_1, so no truth used to calibrate is scored. A genforge model is trained on 
 before the first calibration origin (`train_rows`), so both windows are out of sample for it;
 the baselines refit at every origin on all the rows before it.
 
+Test origins are usually one row (or a few) apart: the tsCV protocol (Hyndman &
+Athanasopoulos, FPP 5.10). Four or five origins a horizon apart give 40-260 points whose
+errors inside one origin move together, so a coverage measured on them swings by 10-20
+points with the window alone; every origin in the same test window measures the same
+forecaster on many more (still correlated) situations, and the baselines use the same ones.
+
+Online calibration (`online_calibrated`): the factors for test origin o are fitted on every
+forecast whose whole truth lies before o (the calibration origins, then the test origins
+with origin + H <= o), so the calibration set grows as a deployed forecaster's would and no
+truth at or after o is used. gamma > 0 adds adaptive conformal inference (Gibbs & Candes
+2021): each level's conformal target moves by gamma (miss rate - nominal miss rate) after
+each forecast whose truth is complete, which holds the long-run coverage under a shift.
+
 Scores (genforge.eval.series_scores): CRPS (data units, mean over points), CRPS scaled per column
 (sum CRPS / sum |y|, then the mean over columns: what a multivariate series compares),
 MASE of the median path (scale: the in-sample seasonal-naive MAE of the history before the
@@ -29,7 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from genforge.data.series_calibration import fit_widening, pit, widen
+from genforge.data.series_calibration import LEVELS as GRID
+from genforge.data.series_calibration import fit_summaries, fit_widening, pit, summarize, widen
 from genforge.eval.series_scores import coverage, crps_samples, mase
 
 LEVELS = (0.5, 0.8, 0.95)
@@ -103,6 +117,50 @@ def calibrate(calibration: Sequence[Forecast], step_groups: int = 1) -> dict[str
 
 def calibrated(forecasts: Sequence[Forecast], factors: dict[str, Any]) -> list[Forecast]:
     return [Forecast(f.origin, widen(f.paths, factors), f.truth, f.history) for f in forecasts]
+
+
+def online_calibrated(calibration: Sequence[Forecast], tests: Sequence[Forecast], horizon: int,
+                      *, center: bool = False, gamma: float = 0.0, partial: bool = False,
+                      levels: Sequence[float] = GRID) -> tuple[list[Forecast], list[dict]]:
+    """Each test forecast widened by factors fitted on the forecasts whose truth ended before
+    its origin (module docstring); -> (widened forecasts, the factors used for each).
+
+    The truths of a test forecast join the pool only from origin + horizon on (its last row is
+    then history); the calibration forecasts are assumed to end by the first test origin.
+    partial=True also pools the first o - o' steps of each earlier test forecast o' that is
+    still running at o (those truths are history too): the pool reaches the test period's
+    own errors at once instead of a horizon later. gamma > 0: ACI; levels[j]'s conformal
+    target starts at levels[j] and moves by gamma (err_j - (1 - levels[j])) per forecast
+    that becomes known, err_j its miss rate at levels[j] after its widening."""
+    known = [summarize(f.paths, f.truth, levels) for f in calibration]  # quantiles once
+    targets = np.asarray(levels, np.float64).copy()
+    out: list[Forecast] = []
+    used: list[dict] = []
+    running: list[dict] = []  # summaries of tests[joined:len(out)]
+    joined = 0  # tests[:joined] are in `known`
+    for f in tests:
+        while joined < len(out) and tests[joined].origin + horizon <= f.origin:
+            done = out[joined]  # its truth is complete: learn from it
+            known.append(running.pop(0))
+            if gamma > 0:  # ACI: its miss rate at each level, with the factors it was given
+                err = np.array([1 - coverage(done.paths, done.truth, lv) for lv in levels])
+                targets += gamma * (err - (1 - np.asarray(levels)))
+            joined += 1
+        pool = known
+        if partial:  # the steps already observed of the forecasts still running
+            pool = known + [_first_steps(u, f.origin - t.origin) for u, t in
+                            zip(running, tests[joined : len(out)], strict=True)
+                            if t.origin < f.origin]
+        factors = fit_summaries(pool, levels, center=center, targets=targets.tolist())
+        out.append(Forecast(f.origin, widen(f.paths, factors), f.truth, f.history))
+        used.append(factors | {"targets": targets.tolist(), "forecasts": len(pool)})
+        running.append(summarize(f.paths, f.truth, levels))
+    return out, used
+
+
+def _first_steps(summary: dict[str, np.ndarray], steps: int) -> dict[str, np.ndarray]:
+    """A forecast's summary cut to its first `steps` steps (the axis before the columns)."""
+    return {k: v[..., :steps, :] for k, v in summary.items()}
 
 
 def pooled(*groups: Sequence[Forecast]) -> list[Forecast]:
