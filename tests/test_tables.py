@@ -273,3 +273,38 @@ def test_dp_table_runs_refuse_impossible_settings(toy_csv, tmp_path, extra, mess
                                      "privacy.epsilon=3", *extra])
         genforge.train(cfg, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_eval_report_of_a_table_run(runs, toy_csv, tmp_path):
+    """`genforge eval RUN` on tables: one page with sample rows, fidelity, utility, fairness
+    for the protected column, privacy measures, and what the privacy story is."""
+    from genforge.eval.pipeline import EvalOptions
+    from genforge.eval.runs import evaluate_run
+
+    lines, paths = evaluate_run(str(runs["tabddpm"]), EvalOptions(n=200, protected="sex"),
+                                out=str(tmp_path / "plain"))
+    page = paths["report"].read_text()
+    for part in ("Sample rows", "Table fidelity", "Utility", "Fairness (sex)", "Privacy",
+                 "No differential-privacy guarantee", "Training losses"):
+        assert part in page, part
+    metrics = json.loads(paths["metrics"].read_text())
+    assert metrics["run"]["rows_sampled"] == 200 and metrics["fairness"]["protected"] == "sex"
+    assert any(line.startswith("fairness (sex)") for line in lines)
+
+    cfg = load_config("tables", [f"data.path={toy_csv}", "data.target=income",
+                                 "data.protected=sex", "model.kind=tvae", *TINY,
+                                 "privacy.epsilon=2"])
+    dp_run = genforge.train(cfg, out=tmp_path / "dp").run_dir
+    lines, paths = evaluate_run(str(dp_run), EvalOptions(n=200), out=str(tmp_path / "dp-eval"))
+    page = paths["report"].read_text()
+    assert "Differential privacy" in page and "Not covered by the DP guarantee" in page
+    assert "Fairness (sex)" in page  # from the run's data.protected
+    assert any(line.startswith("privacy: (epsilon") for line in lines)
+
+
+def test_a_protected_column_that_is_not_there_is_refused(toy_csv):
+    cfg = load_config("tables", [f"data.path={toy_csv}", "data.target=income",
+                                 "data.protected=gender", "model.kind=copula", *TINY,
+                                 "train.ema_decay=null"])
+    with pytest.raises(DataError, match="data.protected='gender' is not a column"):
+        genforge.train(cfg, out=None)

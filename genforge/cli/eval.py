@@ -66,7 +66,9 @@ def eval_command(
 ):
     """Metrics of a run with their protocol, into RUN/eval/{metrics.json,report.html}: images
     (FID, KID, precision/recall, density/coverage, IS, memorisation; also two image sets), text
-    (perplexity, bits/char, distinct-n, copying) or time series (CRPS, MASE)."""
+    (perplexity, bits/char, distinct-n, copying), time series (CRPS, MASE), tables (fidelity,
+    TSTR utility, privacy, fairness for data.protected or --protected) or audio (FD, CAS, IS);
+    a DP-SGD run's guarantee in every report."""
     with user_errors():
         from genforge.eval.pipeline import EvalOptions
         from genforge.eval.runs import evaluate_fakes, evaluate_run

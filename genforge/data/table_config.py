@@ -21,6 +21,7 @@ class TablesDataConfig:
     format: Literal["auto", "csv", "parquet"] = "auto"
     target: str | None = None  # label column; adult: income, german-credit: credit
     positive: str | None = None  # the target's positive class (default: its rarest)
+    protected: str | None = None  # a column whose fairness gaps `genforge eval` reports
     test_path: str | None = None  # held-out rows; adult: adult.test
     test_split: float = 0.0  # else this share of the rows is held out (german-credit: 0.3)
     split_seed: int = 0
@@ -37,9 +38,11 @@ class TablesDataConfig:
         if self.dataset == "adult":
             self.target = self.target or "income"
             self.positive = self.positive or ">50K"
+            self.protected = self.protected or "sex"
         elif self.dataset == "german-credit":
             self.target = self.target or "credit"
             self.positive = self.positive or "bad"
+            self.protected = self.protected or "personal-status-sex"
             if self.test_path is None and self.test_split == 0.0:
                 self.test_split = 0.3
         elif not self.path:

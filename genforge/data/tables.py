@@ -120,9 +120,11 @@ def load_tables(cfg: TablesDataConfig, data_root: str | Path | None = None) -> T
     """Read, split, infer (or read) the schema, parse and encode; errors name file/column/row."""
     explicit = check_root(data_root or cfg.root)
     train, test, source = _read_named(cfg, explicit)
-    if cfg.target is not None and cfg.target not in train.columns:
-        raise DataError(f"{source}: data.target={cfg.target!r} is not a column; the columns "
-                        f"are {', '.join(train.columns)}")
+    for field in ("target", "protected"):
+        column = getattr(cfg, field)
+        if column is not None and column not in train.columns:
+            raise DataError(f"{source}: data.{field}={column!r} is not a column; the columns "
+                            f"are {', '.join(train.columns)}")
     if test is None and cfg.test_split > 0:
         order = np.random.default_rng(cfg.split_seed).permutation(len(train))
         cut = round(len(train) * cfg.test_split)

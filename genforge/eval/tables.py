@@ -364,26 +364,48 @@ def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
                         ) -> tuple[list[str], dict[str, Any]]:
     """For genforge.eval.runs.EVALUATORS: sample the run (options.n rows, or as many as its
     training rows), score against its own data's train and test rows, write metrics.json and
-    report.html into `out`; (summary lines, written paths)."""
+    report.html into `out`; (summary lines, written paths). The protected column for the
+    fairness gaps is options.protected, else the run's data.protected."""
     import json
+    import time
     from pathlib import Path
 
     from genforge.data.tables import load_tables
+    from genforge.eval.report import PAGE, loss_curves, prepare_out_dir
+    from genforge.version import __version__
 
     data = load_tables(model.config.data, getattr(options, "data_root", None))
     info = model.data_info
     n = options.n if n_given else info["rows"]
     synthetic = pd.concat(list(model.sample_chunks(n, seed=options.seed)), ignore_index=True)
-    protected = getattr(options, "protected", None)
+    protected = getattr(options, "protected", None) or getattr(model.config.data,
+                                                               "protected", None)
     result = evaluate_tables(data.train_frame, data.test_frame, synthetic, info["schema"],
                              target=info.get("target"), positive=info.get("positive"),
                              protected=protected, seed=options.seed)
+    result["run"] = {"path": str(model.path), "step": model.step,
+                     "synthesizer": model.config.model.kind, "rows_sampled": n,
+                     "seed": options.seed, "genforge": __version__,
+                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    moved = prepare_out_dir(folder)
+    if moved is not None:
+        result["previous_eval"] = str(moved)
     paths = {"metrics": folder / "metrics.json", "report": folder / "report.html"}
     paths["metrics"].write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
-    paths["report"].write_text("<!doctype html><meta charset='utf-8'><title>genforge tables "
-                               "report</title>" + report_section(result), encoding="utf-8")
+    title = f"genforge eval: {model.path}"
+    run = result["run"]
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f"<p>{run['created']} · genforge {run['genforge']} · {run['synthesizer']} at step "
+             f"{run['step']} · {n} rows sampled with seed {options.seed}</p>",
+             "<h2>Sample rows</h2><div style='overflow-x:auto; font-size:0.85em'>",
+             synthetic.head(8).to_html(index=False, na_rep="(missing)", border=0), "</div>",
+             report_section(result), _privacy_note(model)]
+    curves = loss_curves(Path(model.path))
+    if curves:
+        parts.append(f"<h2>Training losses</h2><img alt='loss curves' src='{curves}'>")
+    paths["report"].write_text(PAGE.format(title=html.escape(title), body="\n".join(parts)),
+                               encoding="utf-8")
     f = result["fidelity"]
     lines = [f"quality {f['quality']:.4f} (shapes {f['column_shapes']:.4f}, pairs "
              f"{f['column_pairs']:.4f}), detection AUC {f['detection_auc']:.3f}"]
@@ -391,9 +413,31 @@ def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
         u = result["utility"]
         lines.append(f"TSTR mean F1 {u['tstr']['mean_f1']:.4f} (train on real "
                      f"{u['trtr']['mean_f1']:.4f})")
+        if u["tstr"].get("fairness"):
+            lines.append(f"fairness ({protected}): parity gap {u['tstr']['mean_parity_gap']:.3f} "
+                         f"(real {u['trtr']['mean_parity_gap']:.3f}), opportunity gap "
+                         f"{u['tstr']['mean_opportunity_gap']:.3f} (real "
+                         f"{u['trtr']['mean_opportunity_gap']:.3f})")
     if "privacy" in result:
         p = result["privacy"]
         lines.append(f"DCR median {p['dcr_synthetic']['median']:.4f} (holdout "
                      f"{p['dcr_holdout']['median']:.4f}), attack advantage "
                      f"{p['attack_advantage']:.3f}, exact copies {p['exact_copy_rate']:.4f}")
     return lines, paths
+
+
+def _privacy_note(model: Any) -> str:
+    """What the privacy section does not say by itself: a run without DP-SGD carries no
+    guarantee (the measures above are empirical), and a DP run's guarantee covers the
+    gradient steps, not the preprocessing fitted on the same rows (genforge.eval.privacy
+    adds the DP record itself)."""
+    dp = getattr(model.config, "privacy", None)
+    private = dp is not None and (dp.epsilon is not None or dp.noise_multiplier is not None)
+    if not private:
+        return ("<p><b>No differential-privacy guarantee</b>: this run was trained without "
+                "privacy.epsilon; the distances and the attack above are empirical checks "
+                "only.</p>")
+    return ("<p class=note>Not covered by the DP guarantee: the schema (category lists, "
+            "numeric bounds, missing rates) and the per-column normalisers (quantiles, "
+            "mixture models) are fitted on the training rows without a DP mechanism; a rare "
+            "category or an extreme value can show through them.</p>")
