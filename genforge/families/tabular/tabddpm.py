@@ -93,6 +93,7 @@ class CategorySpans:
 
 
 class TabDDPMObjective(TabularObjective):
+    learned_conditioning = False  # conditions by inpainting (see objective.py)
     sampling_nets = ("denoiser",)
 
     def __init__(self, cfg: Any, data_info: dict[str, Any]) -> None:
