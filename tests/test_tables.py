@@ -9,6 +9,7 @@ import tracemalloc
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import genforge
 from genforge.data.table_config import TablesDataConfig
@@ -322,3 +323,15 @@ def test_tabddpm_samples_common_conditions_freely_and_rejects(runs, monkeypatch)
     rows = model.sample(30, seed=0, where="sex=Female")
     assert (rows["sex"] == "Female").all() and len(rows) == 30
     assert seen and all(cond == {} for cond in seen)
+
+
+def test_tabddpm_steered_pass_with_resampling_holds_the_fixed_category(runs):
+    """The rare-condition path: inpainting with RePaint rounds keeps the fixed cells."""
+    model = genforge.load(runs["tabddpm"])
+    objective = model.objective
+    objective.cfg.resample = 3
+    j = next(i for i, c in enumerate(objective.codec.categorical) if c["name"] == "sex")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        rows = objective._generate(40, {j: 1})
+    assert rows.cat.shape[0] == 40 and (rows.cat[:, j] == 1).float().mean() >= 0.9

@@ -179,19 +179,23 @@ class TabularObjective:
         return enc, known_num, known_cat
 
     def _fill(self, enc: EncodedTable, known_num: torch.Tensor, known_cat: torch.Tensor,
-              candidates: int = 64) -> EncodedTable:
-        """Generic imputation: per row, of `candidates` generated rows the one closest on the
-        given cells (standardised distance + category mismatches) fills the gaps."""
-        num, cat = enc.num.clone(), enc.cat.clone()
+              candidates: int = 64, max_pool: int = 20000) -> EncodedTable:
+        """Generic imputation from synthetic donors: one pool of free samples (`candidates`
+        per row, 2048 to `max_pool` rows), and for each row the donor closest on its given
+        cells (standardised distance + category mismatches) fills its gaps. A free sample
+        carries the model's whole joint, which inpainting's fixed cells do not pass on."""
+        n = len(enc)
+        pool = self._generate(int(min(max(candidates * n, 2048), max_pool)), {})
         forbid = self._missing_codes()
-        for i in range(len(enc)):
-            rows = self._generate(candidates, {})
-            d = ((rows.num - enc.num[i]).abs() * known_num[i]).sum(1)
-            d = d + ((rows.cat != enc.cat[i]) & known_cat[i]).sum(1).float()
-            bad = ((rows.cat == forbid) & ~known_cat[i]).any(1)
-            best = int((d + bad.float() * 1e6).argmin())
-            num[i] = torch.where(known_num[i], num[i], rows.num[best])
-            cat[i] = torch.where(known_cat[i], cat[i], rows.cat[best])
+        num, cat = enc.num.clone(), enc.cat.clone()
+        for a in range(0, n, 256):  # (256, pool) distance blocks
+            b = min(a + 256, n)
+            d = ((pool.num[None] - enc.num[a:b, None]).abs() * known_num[a:b, None]).sum(2)
+            d = d + ((pool.cat[None] != enc.cat[a:b, None]) & known_cat[a:b, None]).sum(2)
+            bad = ((pool.cat[None] == forbid) & ~known_cat[a:b, None]).any(2)
+            best = (d + bad.float() * 1e6).argmin(1)  # (b - a,)
+            num[a:b] = torch.where(known_num[a:b], num[a:b], pool.num[best])
+            cat[a:b] = torch.where(known_cat[a:b], cat[a:b], pool.cat[best])
         return EncodedTable(num, cat)
 
     def _missing_codes(self) -> torch.Tensor:

@@ -181,30 +181,47 @@ class TabDDPMObjective(TabularObjective):
             kc = spans.onehot(known.cat.to(dev))
             known_num = known_num.to(dev)
             known_flat = known_cat.to(dev)[:, spans.column]
+        # RePaint (Lugmayr et al. 2022): with given cells, each step is redone `resample`
+        # times, the result noised back to level t in between, so the free cells can follow
+        # the given ones (one pass left an "Own-child, 11th grade" row aged 47)
+        rounds = self.cfg.resample if known is not None else 1
         for step in range(self.T, 0, -1):
             t = torch.full((m,), step, device=dev, dtype=torch.long)
-            if known is not None:  # 0. the known cells, noised to level t
-                xnum = torch.where(known_num, ab[step].sqrt() * k0 + (1 - ab[step]).sqrt()
-                                   * torch.randn_like(k0), xnum)
-                if spans.C:
-                    xcat = torch.where(known_flat, spans.draw(self._q_probs(kc, t)), xcat)
-            out = net(torch.cat([xnum, xcat], 1), t).float()
-            eps, logits = out[:, : self.n_num], out[:, self.n_num :]
-            # 1. numbers: x0_hat, then the posterior mean and variance of x_t-1
-            a_t, a_prev = ab[step], ab[step - 1]
-            x0_hat = ((xnum - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-6, 6)
-            beta = 1 - a_t / a_prev
-            mean = (a_prev.sqrt() * beta * x0_hat + (a_t / a_prev).sqrt() * (1 - a_prev) * xnum
-                    ) / (1 - a_t)
-            var = beta * (1 - a_prev) / (1 - a_t)
-            xnum = mean + (var.sqrt() * torch.randn_like(xnum) if step > 1 else 0)
-            # 2. categories: p(x_t-1 | x_t) with the predicted x0 probabilities
-            if spans.C:
-                xcat = spans.draw(self._posterior(xcat, spans.log_softmax(logits).exp(), t))
+            for r in range(rounds if step > 1 else 1):
+                if known is not None:  # 0. the known cells, noised to level t
+                    xnum = torch.where(known_num, ab[step].sqrt() * k0 + (1 - ab[step]).sqrt()
+                                       * torch.randn_like(k0), xnum)
+                    if spans.C:
+                        xcat = torch.where(known_flat, spans.draw(self._q_probs(kc, t)), xcat)
+                xnum, xcat = self._reverse_step(net, xnum, xcat, step, t)
+                if r + 1 < rounds and step > 1:  # back to level t: q(x_t | x_t-1)
+                    a = self.alpha[step].to(dev)
+                    xnum = a.sqrt() * xnum + (1 - a).sqrt() * torch.randn_like(xnum)
+                    if spans.C:
+                        xcat = spans.draw(a * xcat + (1 - a) / spans.k)
         net.train(was_training)
         num = self.qmap.from_normal(xnum)
         cat = spans.codes(xcat) if spans.C else torch.zeros(m, 0, dtype=torch.long, device=dev)
         return EncodedTable(num.cpu(), cat.cpu())
+
+    def _reverse_step(self, net: Any, xnum: torch.Tensor, xcat: torch.Tensor, step: int,
+                      t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One ancestral step x_t -> x_t-1 of both processes."""
+        spans, ab = self._spans(xnum.device), self.abar.to(xnum.device)
+        out = net(torch.cat([xnum, xcat], 1), t).float()
+        eps, logits = out[:, : self.n_num], out[:, self.n_num :]
+        # 1. numbers: x0_hat, then the posterior mean and variance of x_t-1
+        a_t, a_prev = ab[step], ab[step - 1]
+        x0_hat = ((xnum - (1 - a_t).sqrt() * eps) / a_t.sqrt()).clamp(-6, 6)
+        beta = 1 - a_t / a_prev
+        mean = (a_prev.sqrt() * beta * x0_hat + (a_t / a_prev).sqrt() * (1 - a_prev) * xnum
+                ) / (1 - a_t)
+        var = beta * (1 - a_prev) / (1 - a_t)
+        xnum = mean + (var.sqrt() * torch.randn_like(xnum) if step > 1 else 0)
+        # 2. categories: p(x_t-1 | x_t) with the predicted x0 probabilities
+        if spans.C:
+            xcat = spans.draw(self._posterior(xcat, spans.log_softmax(logits).exp(), t))
+        return xnum, xcat
 
     def _generate(self, m: int, cond: dict[int, int]) -> EncodedTable:
         if not cond:
@@ -215,20 +232,4 @@ class TabDDPMObjective(TabularObjective):
         for j, code in cond.items():
             known.cat[:, j], known_cat[:, j] = code, True
         return self._reverse(m, known, torch.zeros(m, self.n_num, dtype=torch.bool), known_cat)
-
-    def _fill(self, enc: EncodedTable, known_num: torch.Tensor, known_cat: torch.Tensor,
-              candidates: int = 0) -> EncodedTable:
-        forbid = self._missing_codes()
-        num, cat = enc.num.clone(), enc.cat.clone()
-        todo = torch.ones(len(enc), dtype=torch.bool)
-        for _ in range(20):  # redraw rows whose empty category came out 'missing'
-            idx = todo.nonzero().squeeze(1)
-            out = self._reverse(len(idx), EncodedTable(enc.num[idx], enc.cat[idx]),
-                                known_num[idx], known_cat[idx])
-            num[idx] = torch.where(known_num[idx], enc.num[idx], out.num)
-            cat[idx] = torch.where(known_cat[idx], enc.cat[idx], out.cat)
-            todo = ((cat == forbid) & ~known_cat).any(1)
-            if not todo.any():
-                break
-        return EncodedTable(num, cat)
 
