@@ -73,7 +73,7 @@ def scores_of(summary: dict[str, np.ndarray], b: float = 0.0) -> np.ndarray:
 
 def needed_widening(paths: np.ndarray, y: np.ndarray, levels: Sequence[float]) -> np.ndarray:
     """paths (S, H, D), truth y (H, D) -> c (len(levels), H, D): the factor each value needs."""
-    return scores_of(summarize(paths, y, levels))
+    return summarize(paths, y, levels)["scores"]
 
 
 def conformal_quantile(scores: np.ndarray, level: float) -> float:

@@ -432,8 +432,7 @@ def _privacy_note(model: Any) -> str:
     gradient steps, not the preprocessing fitted on the same rows (genforge.eval.privacy
     adds the DP record itself)."""
     dp = getattr(model.config, "privacy", None)
-    private = dp is not None and (dp.epsilon is not None or dp.noise_multiplier is not None)
-    if not private:
+    if dp is None or not dp.enabled:
         return ("<p><b>No differential-privacy guarantee</b>: this run was trained without "
                 "privacy.epsilon; the distances and the attack above are empirical checks "
                 "only.</p>")

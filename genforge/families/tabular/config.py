@@ -42,7 +42,7 @@ class TabularConfig:
     timesteps: int = 100
     schedule: Literal["cosine", "linear"] = "cosine"
     aux_weight: float = 0.2  # Adult, ~3000 steps: TSTR F1 0.34 at 0, 0.63-0.64 at 0.2
-    resample: int = 5  # RePaint rounds per step when cells are given (imputation, rare where)
+    resample: int = 5  # TabDDPM RePaint rounds per step for where-conditions too rare to reject
     # all
     sample_chunk: int = 20000
     max_rejection_rounds: int = 50  # conditional sampling by rejection gives up after these

@@ -181,9 +181,9 @@ class TabDDPMObjective(TabularObjective):
             kc = spans.onehot(known.cat.to(dev))
             known_num = known_num.to(dev)
             known_flat = known_cat.to(dev)[:, spans.column]
-        # RePaint (Lugmayr et al. 2022): with given cells, each step is redone `resample`
-        # times, the result noised back to level t in between, so the free cells can follow
-        # the given ones (one pass left an "Own-child, 11th grade" row aged 47)
+        # RePaint (Lugmayr et al. 2022): with given cells (a where-condition too rare for
+        # rejection), each step is redone `resample` times, the result noised back to level t
+        # in between, so that the free cells have more chances to follow the fixed ones
         rounds = self.cfg.resample if known is not None else 1
         for step in range(self.T, 0, -1):
             t = torch.full((m,), step, device=dev, dtype=torch.long)
