@@ -434,13 +434,13 @@ def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Ru
     path = run_dir / "config.yaml"
     if not path.exists():
         raise ConfigError(f"{run_dir}: no config.yaml; --resume needs a genforge run folder")
-    allowed = ("train.max_steps", "train.stop_after", "log.")
+    allowed = ("train.max_steps", "train.stop_after", "train.max_minutes", "log.")
     for text in overrides or []:
         key = text.split("=", 1)[0]
         if not key.startswith(allowed):
             raise ConfigError(
                 f"override {key!r}: a resume keeps the run's config; only train.max_steps, "
-                "train.stop_after and log.* may change"
+                "train.stop_after, train.max_minutes and log.* may change"
             )
     raw = apply_overrides(read_yaml(path), overrides or [])
     raw["train"].setdefault("stop_after", None)

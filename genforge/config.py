@@ -54,6 +54,7 @@ class TrainConfig:
 
     max_steps: int = 2000  # optimizer updates in the whole run
     stop_after: int | None = None  # end early at this step with a checkpoint (pre-emption drill)
+    max_minutes: float | None = None  # end early after this much wall time, with a checkpoint
     batch_size: int = 128  # global batch: split over processes and accumulation steps
     grad_accum: int = 1  # micro-batches per optimizer update
     lr: float = 2e-4
@@ -73,6 +74,8 @@ class TrainConfig:
         _positive("train.batch_size", self.batch_size)
         _positive("train.grad_accum", self.grad_accum)
         _positive("train.stop_after", self.stop_after)
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigError(f"train.max_minutes={self.max_minutes}: must be > 0 or null")
         if self.lr <= 0:
             raise ConfigError(f"train.lr={self.lr}: must be > 0")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:

@@ -109,3 +109,21 @@ def test_sigterm_checkpoints_and_the_run_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     final = json.loads((out / "state" / "trainer.json").read_text())
     assert final["step"] == trainer["step"] + 2
+
+
+def test_a_time_budget_ends_the_run_with_a_checkpoint_that_resumes(tmp_path):
+    # a budget of a few microseconds is spent by the first step: the loop stops there
+    steps = ["train.max_steps=5", "log.checkpoint_every=100", "train.max_minutes=1e-7"]
+    stopped = train(tiny_config("mnist-vae", *steps), out=tmp_path / "run")
+    assert stopped.stopped == "max_minutes" and stopped.step == 1
+    trainer = json.loads((stopped.run_dir / "state" / "trainer.json").read_text())
+    assert trainer["step"] == 1
+    assert list((stopped.run_dir / "samples").iterdir())  # the final grid, as a finished run
+    resumed = train(resume_config(stopped.run_dir, ["train.max_minutes=null"]),
+                    resume=stopped.run_dir)
+    assert resumed.step == 5 and resumed.stopped is None
+
+
+def test_a_time_budget_must_be_positive():
+    with pytest.raises(ConfigError, match=r"train.max_minutes=0"):
+        tiny_config("mnist-vae", "train.max_minutes=0")

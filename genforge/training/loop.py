@@ -187,6 +187,7 @@ def train(cfg: RunConfig, *, data: TrainingData,
                accelerator.is_main_process), desc=run_dir.name, dynamic_ncols=True)
     with _StopSignals() as signals:
         tick, tick_step = time.perf_counter(), step
+        deadline = None if t.max_minutes is None else tick + 60.0 * t.max_minutes
         while step < t.max_steps:
             ctx.step = step
             for batch in stream.next(t.grad_accum):
@@ -209,7 +210,9 @@ def train(cfg: RunConfig, *, data: TrainingData,
                                  if k.startswith("loss")}, refresh=False)
             if cfg.log.sample_every and step % cfg.log.sample_every == 0:
                 sample_grid()
-            stopped = _should_stop(step, t.stop_after, signals.received, accelerator)
+            time_up = deadline is not None and time.perf_counter() >= deadline
+            stopped = _should_stop(step, t.stop_after, signals.received or
+                                   ("max_minutes" if time_up else None), accelerator)
             if stopped or step % cfg.log.checkpoint_every == 0 or step == t.max_steps:
                 checkpoint()
             if stopped:
@@ -217,7 +220,7 @@ def train(cfg: RunConfig, *, data: TrainingData,
     bar.close()
     if world > 1:
         _check_replicas(accelerator, bare, run_dir)
-    if stopped is None or stopped == "stop_after":
+    if stopped in (None, "stop_after", "max_minutes"):
         sample_grid()
     log.close()
     # every process leaves together: a process that tears its gloo group down while another
