@@ -371,7 +371,6 @@ def main() -> None:
                                                            args.marks[-1]})
     work = Path(args.work or REPO / "runs" / "image-quality" / args.preset)
     out = Path(args.out or REPO / "benchmarks" / "results" / f"image_quality_{args.preset}.json")
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
     run = Path(args.run) if args.run else work / "genforge"
     if args.run:
