@@ -9,9 +9,10 @@ Default runs are 1-step trainings of the presets' full-size models (speed does n
 training): mnist-dcgan, mnist-ddpm (requests ask for --ddim-steps steps), shakespeare-char;
 --dcgan/--ddpm/--text name runs instead. The server runs in its own process (uvicorn, one
 worker, 127.0.0.1 only, --threads torch threads: 1 leaves the second core of a 2-core box to
-this load generator, httpx + asyncio). Image requests are seeded (a fresh seed per request),
-so merged passes go through `GenerativeModel.sample_batch`, the path that returns each seed's
-images bit for bit; text requests are unseeded (a seeded text runs alone, by design). Every
+this load generator, httpx + asyncio). Image requests are seeded (a fresh seed per request)
+and join `GenerativeModel.session`s, the path that returns each seed's images bit for bit (a
+DDPM request joins the running reverse chain between steps); text requests are unseeded and
+join the running decoding between tokens (a seeded text runs alone, by design). Every
 cell stops sending after its share of --budget seconds (and --requests) and waits for the
 answers in flight. Writes benchmarks/results/serve_load.json and prints the table.
 """

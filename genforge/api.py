@@ -157,6 +157,11 @@ class GenerativeModel:
         call per request."""
         return "noise" in inspect.signature(self.objective.sample).parameters
 
+    @property
+    def has_sessions(self) -> bool:
+        """True when `session` can run this model's requests together."""
+        return self.merges_requests or hasattr(self.objective, "sampling_session")
+
     def sample_batch(self, requests: list[dict[str, Any]], *, chunk: int = EXACT_CHUNK,
                      precision: str = "auto") -> list[Any]:
         """The samples of several requests, one list entry per request, from as few forward
@@ -214,6 +219,20 @@ class GenerativeModel:
             out.append(decoded[start : start + n])
             start += n
         return out
+
+    def session(self, options: dict[str, Any] | None = None, *, chunk: int = EXACT_CHUNK,
+                precision: str = "auto") -> SamplingSession:
+        """A sampling call that requests (with these options) join and leave between its
+        steps: continuous batching, for a server. An image request gets bit for bit what
+        `sample_batch([request], chunk=chunk)` gives it, whenever it joined; a text request
+        (unseeded: rows share the session's generator) what a lone call gives up to float
+        rounding in the logits (greedy texts are the same). Families that merge requests
+        (`merges_requests`) or decode text in steps (`has_sessions`)."""
+        if not self.has_sessions:
+            raise ConfigError(f"{self.path}: {self.family} models run each request on its own")
+        if chunk < 1:
+            raise ConfigError(f"chunk={chunk}: must be >= 1 rows")
+        return SamplingSession(self, dict(options or {}), chunk, precision)
 
     def _autocast(self, precision: str) -> Any:
         """bf16 autocast where `precision` resolves to it on this model's device."""
@@ -364,6 +383,81 @@ class GenerativeModel:
         filled = self.objective.complete(to_model_range(x), m, seed=seed,
                                          condition=self._labels(label, x.shape[0]), **options)
         return from_model_range(filled)
+
+
+PER_REQUEST = ("prompt",)  # options that each request of a session may set for itself
+
+
+class SamplingSession:
+    """Requests of one kind (the same options, with labels or without) sampled together,
+    joining and leaving between steps. A diffusion model steps its reverse chain (a request
+    arriving mid-chain waits one network call, not a whole chain), a text model its tokens
+    (each request may bring its own prompt); a one-pass family (GAN, VAE) runs every request
+    waiting in one pass per step.
+
+        s = model.session({"steps": 10})
+        s.add(1, {"n": 4, "seed": 0})
+        while s.rows:
+            for ticket, images in s.step(): ...      # what sample_batch gives each request
+    """
+
+    def __init__(self, model: GenerativeModel, options: dict[str, Any], chunk: int,
+                 precision: str) -> None:
+        options = {k: v for k, v in options.items() if k not in PER_REQUEST}
+        self.model, self.options, self.chunk, self.precision = model, options, chunk, precision
+        self.text = model.modality == "text"
+        objective = model.objective
+        self._chain = None
+        _check_options(objective.sample, options, model.family)  # the usual message
+        if hasattr(objective, "sampling_session"):
+            self._chain = objective.sampling_session(size=chunk, **options)
+        self._waiting: dict[int, dict[str, Any]] = {}  # one-pass families: the next pass
+        self._rows: dict[int, int] = {}
+
+    @property
+    def rows(self) -> int:
+        """Rows of the requests not done yet."""
+        return sum(self._rows.values())
+
+    def accepts(self, request: dict[str, Any]) -> bool:
+        """Whether `request` can join (a text must fit the model's context; else it runs
+        alone, `model.sample`)."""
+        return not self.text or self._chain.fits(request.get("prompt"))
+
+    def add(self, ticket: int, request: dict[str, Any]) -> None:
+        """Join request {"n", "seed", "label" (optional)} under `ticket` (the caller's id)."""
+        n, seed = int(request["n"]), int(request.get("seed", 0))
+        self.model.check_count(n)
+        labels = self.model._labels(request.get("label"), n)  # refused here, not in a pass
+        if self.text:
+            self._chain.add(ticket, n, request.get("prompt"))
+        elif self._chain is not None:
+            self._chain.add(ticket, seed, n, labels)
+        else:
+            self._waiting[ticket] = {**request, **self.options}
+        self._rows[ticket] = n
+
+    def remove(self, ticket: int) -> None:
+        """Drop a request (its caller gave up); its rows leave the next step."""
+        self._rows.pop(ticket, None)
+        self._waiting.pop(ticket, None)
+        if self._chain is not None:
+            self._chain.remove(ticket)
+
+    def step(self) -> list[tuple[int, Any]]:
+        """One step of every request; (ticket, decoded samples) of the requests it ended."""
+        if self._chain is None:
+            tickets, requests = list(self._waiting), list(self._waiting.values())
+            self._waiting.clear()
+            done = list(zip(tickets, self.model._merged(requests, self.chunk, self.precision),
+                            strict=True)) if requests else []
+        else:
+            with self.model._autocast(self.precision):
+                done = [(t, self.model.output.decode(x, self.model.data_info))
+                        for t, x in self._chain.advance()]
+        for ticket, _ in done:
+            self._rows.pop(ticket, None)
+        return done
 
 
 def _secret(watermark: str | bytes) -> bytes:

@@ -137,6 +137,49 @@ def test_sampling_is_seeded_and_options_work(run, capsys):
 
 
 @needs_text
+@pytest.mark.parametrize("penalty", [1.0, 1.3])
+def test_texts_joining_a_running_session_get_their_greedy_lone_texts(run, penalty):
+    """Continuous batching of text: b (another prompt) joins a's decoding after 3 tokens,
+    c after a has ended; greedy texts equal the lone ones (the logits differ only in float
+    rounding; the repetition penalty sees each row's own tokens, padding aside)."""
+    model = genforge.load(run)
+    options = {"temperature": 0, "max_new_tokens": 8, "repetition_penalty": penalty}
+    session, got = model.session(options), {}
+
+    def steps(k: int) -> None:
+        for _ in range(k):
+            got.update(session.step())
+
+    session.add(1, {"n": 2, "prompt": "ROMEO:"})
+    steps(3)
+    session.add(2, {"n": 1, "prompt": "A"})
+    steps(5)
+    assert set(got) == {1} and session.rows == 1
+    session.add(3, {"n": 1, "prompt": "KING:"})
+    steps(8)
+    assert not session.rows
+    for ticket, (n, prompt) in {1: (2, "ROMEO:"), 2: (1, "A"), 3: (1, "KING:")}.items():
+        assert got[ticket] == model.sample(n, seed=0, prompt=prompt, **options), ticket
+
+
+@needs_text
+def test_a_text_session_samples_stops_and_refuses_what_outgrows_the_context(run):
+    model = genforge.load(run)
+    session = model.session({"max_new_tokens": 12, "stop": ["e"]})
+    session.add(1, {"n": 4, "prompt": "A"})
+    session.add(2, {"n": 3})  # the model's own prompt
+    got = {}
+    while session.rows:
+        got.update(session.step())
+    assert len(got[1]) == 4 and all(t.startswith("A") and "e" not in t for t in got[1])
+    assert len(got[2]) == 3 and all(len(t) <= 12 + 1 for t in got[2])
+    long = model.session({"max_new_tokens": 40})  # past the 16-token context
+    assert not long.accepts({"n": 1, "prompt": "ROMEO:"})
+    with pytest.raises(ConfigError, match="exceed this model's context of 16"):
+        long.add(1, {"n": 1, "prompt": "ROMEO:"})
+
+
+@needs_text
 def test_cli_sample_and_the_exported_folder(run, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -154,16 +154,20 @@ def test_batched_requests_equal_alone_and_get_their_own_rows(models):
     assert shared > passes  # at least one forward pass served several requests
 
 
-def test_unseeded_texts_share_a_pass(models):
+def test_unseeded_texts_share_their_steps(models):
     app = create_app(models=models, limits=Limits(**{**SMALL, "max_wait_ms": 200}))
-    body = {"model": "gpt1", "prompt": "KING:", "max_new_tokens": 6, "n": 2}
-    answers = asyncio.run(_concurrently(app, [body] * 4))
-    for resp in answers:
+    bodies = [{"model": "gpt1", "prompt": p, "max_new_tokens": 6, "n": 2}
+              for p in ("KING:", "KING:", "A", "ROMEO:")]  # prompts differ: still one session
+    answers = asyncio.run(_concurrently(app, bodies))
+    for body, resp in zip(bodies, answers, strict=True):
+        assert resp.status_code == 200, resp.text
         texts = resp.json()["texts"]
-        assert len(texts) == 2 and all(t.startswith("KING:") for t in texts)
+        assert len(texts) == 2 and all(t.startswith(body["prompt"]) for t in texts)
     reg = app.state.metrics.registry
-    assert reg.get_sample_value("genforge_batch_samples_sum", {"model": "gpt1"}) == 8
-    assert reg.get_sample_value("genforge_batch_samples_count", {"model": "gpt1"}) < 4
+    # one observation a token step: one after another would be 4 x 6 steps of one request
+    steps = reg.get_sample_value("genforge_batch_requests_count", {"model": "gpt1"})
+    shared = reg.get_sample_value("genforge_batch_requests_sum", {"model": "gpt1"})
+    assert steps <= 6 + 3 and shared > steps  # steps served several requests
 
 
 # --- keys, limits, bad bodies ---------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The batcher's gathering window, with a fake model whose pass takes a known time."""
+"""The batcher's gathering window and its continuous batching, with fake models whose pass
+(or step) takes a known time."""
 
 from __future__ import annotations
 
@@ -13,18 +14,48 @@ from genforge.serve.batching import Batcher
 
 
 class SlowModel:
-    """Merges requests like an image model; each pass sleeps `seconds` and is recorded."""
+    """Merges requests like an image model: a session of `steps` steps a request, each step
+    sleeping `seconds`; the requests of every step are recorded. A request's answer is its
+    seed."""
 
     modality = "images"
     merges_requests = True
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.passes = seconds, []
+
+    def __init__(self, seconds: float, steps: int = 1) -> None:
+        self.seconds, self.steps, self.passes = seconds, steps, []
         self.data_info = {"kind": "images"}
 
-    def sample_batch(self, requests, chunk):
-        self.passes.append(len(requests))
-        time.sleep(self.seconds)
-        return [r["seed"] for r in requests]
+    def session(self, options, chunk):
+        return SlowSession(self)
+
+
+class SlowSession:
+    def __init__(self, model: SlowModel) -> None:
+        self.model, self.left, self.seeds = model, {}, {}
+
+    @property
+    def rows(self) -> int:
+        return len(self.left)
+
+    def accepts(self, request):
+        return True
+
+    def add(self, ticket, request):
+        self.left[ticket], self.seeds[ticket] = self.model.steps, request["seed"]
+
+    def remove(self, ticket):
+        self.left.pop(ticket, None)
+
+    def step(self):
+        self.model.passes.append(len(self.left))
+        time.sleep(self.model.seconds)
+        done = []
+        for ticket in list(self.left):
+            self.left[ticket] -= 1
+            if not self.left[ticket]:
+                done.append((ticket, self.seeds[ticket]))
+                del self.left[ticket]
+        return done
 
 
 async def _round(batcher: Batcher, seeds: list[int], stagger: float) -> float:
@@ -53,6 +84,50 @@ def test_returning_callers_share_one_pass_and_a_lone_one_does_not_wait():
             await _round(batcher, [seed], 0.0)
         lone = await _round(batcher, [12], 0.0)
         assert lone < 0.6 + 0.05  # no fill wait once the last passes served one request
+        batcher.close()
+
+    asyncio.run(main())
+
+
+def test_a_request_joins_a_running_chain_between_steps():
+    async def main() -> None:
+        model = SlowModel(0.05, steps=6)
+        batcher = Batcher(model, max_wait_ms=2.0)
+        start = time.perf_counter()
+
+        async def late() -> float:
+            await asyncio.sleep(0.12)  # the first request is two or three steps in
+            assert await batcher.submit(1, seed=2) == 2
+            return time.perf_counter() - start - 0.12
+
+        first, late_latency = await asyncio.gather(batcher.submit(1, seed=1), late())
+        assert first == 1
+        # it joined the running chain: steps of two requests, and no step of it alone after
+        # the first request's last (one after another would be 12 steps, 6 of 1 + 6 of 1)
+        assert 2 in model.passes and len(model.passes) < 12, model.passes
+        assert late_latency < 0.05 * (6 + 2)  # its own 6 steps, plus at most one it waited
+        batcher.close()
+
+    asyncio.run(main())
+
+
+def test_with_batching_off_each_request_runs_its_chain_alone():
+    async def main() -> None:
+        model = SlowModel(0.01, steps=3)
+        batcher = Batcher(model, enabled=False)
+        assert await asyncio.gather(*[batcher.submit(1, seed=s) for s in (1, 2, 3)]) == [1, 2, 3]
+        assert model.passes == [1] * 9
+        batcher.close()
+
+    asyncio.run(main())
+
+
+def test_a_session_over_max_batch_takes_the_rest_when_rows_free_up():
+    async def main() -> None:
+        model = SlowModel(0.01, steps=2)
+        batcher = Batcher(model, max_batch=2, max_wait_ms=20.0)
+        got = await asyncio.gather(*[batcher.submit(1, seed=s) for s in range(5)])
+        assert got == list(range(5)) and max(model.passes) == 2
         batcher.close()
 
     asyncio.run(main())

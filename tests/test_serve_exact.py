@@ -87,6 +87,49 @@ def test_a_request_gets_the_same_images_merged_or_alone(name):
         assert torch.equal(_floats(model, reqs, options)[at : at + 3], floats), (name, total)
 
 
+@pytest.mark.parametrize("name", ["ddim", "ddpm-guided"])
+def test_requests_joining_a_running_chain_get_their_lone_images(name):
+    """Continuous batching: b joins a's 4-step reverse chain after 2 steps, c joins b's after
+    a has left; each gets bit for bit what it gets alone."""
+    preset, overrides, options = MODELS[name]
+    options = {**options, "steps": 4}
+    model = preset_model(preset, *overrides)
+    a, b, c = {"n": 3, "seed": 11}, {"n": 6, "seed": 12}, {"n": 1, "seed": 13}
+    if name == "ddpm-guided":
+        b["label"] = [0, 1, 2, 3, 4, 5]  # given labels next to drawn ones
+    session, got = model.session(options), {}
+
+    def steps(k: int) -> None:
+        for _ in range(k):
+            got.update(session.step())
+
+    session.add(1, a)
+    steps(2)
+    session.add(2, b)
+    steps(2)
+    assert set(got) == {1} and session.rows == 6  # a is done, b half way
+    session.add(3, c)
+    steps(2)
+    assert set(got) == {1, 2}
+    steps(2)
+    assert not session.rows
+    for ticket, req in ((1, a), (2, b), (3, c)):
+        assert torch.equal(got[ticket], model.sample_batch([{**req, **options}])[0]), ticket
+
+
+def test_a_gan_session_runs_what_waits_in_one_pass():
+    model = preset_model("mnist-cdcgan")
+    session = model.session()
+    session.add(1, {"n": 2, "seed": 1})
+    session.add(2, {"n": 3, "seed": 2})
+    got = dict(session.step())
+    assert not session.rows
+    for ticket, req in ((1, {"n": 2, "seed": 1}), (2, {"n": 3, "seed": 2})):
+        assert torch.equal(got[ticket], model.sample_batch([req])[0])
+    with pytest.raises(ConfigError, match="label 10"):
+        session.add(3, {"n": 1, "seed": 3, "label": 10})  # refused alone, at the door
+
+
 def _floats(model: GenerativeModel, reqs: list[dict], options: dict) -> torch.Tensor:
     """The family's float output for requests merged as sample_batch merges them."""
     noise = RowNoise([(r["seed"], r["n"]) for r in reqs])

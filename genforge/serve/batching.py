@@ -6,21 +6,27 @@ computation (sampling options, whether a label was given). Each group runs as on
 its result is cut back into each caller's own rows:
 
 - models whose family draws per-request noise (`model.merges_requests`: GAN, VAE,
-  diffusion): every request, seeded or not (an unseeded one gets a fresh seed), goes through
-  `model.sample_batch`, one forward pass in fixed-shape chunks of `chunk` rows. A lone
-  request takes the same path, so a seeded request returns bit for bit what it returns
-  alone, whoever shares its pass (and with batching off);
+  diffusion): every request, seeded or not (an unseeded one gets a fresh seed), joins a
+  `model.session` of its options, which runs the network in fixed-shape chunks of `chunk`
+  rows. A diffusion session steps its reverse chain and requests join it between steps
+  (continuous batching: one that arrives mid-chain waits one network call, not a whole
+  chain); a GAN or VAE session runs everything waiting in one pass. A lone request takes
+  the same path, so a seeded request returns bit for bit what it returns alone, whoever
+  shares its steps (and with batching off, where each request runs its chain alone);
 - other models (tables, series): unseeded requests share one `sample` call with a fresh
   seed, rows split by request; a seeded request is its own call (its rows come from one
   generator seeded by its seed, so they are exactly those of a lone call);
-- text: unseeded requests with the same prompt and options share a call; a seeded or
-  streamed text runs on its own, for the same reason.
+- text: unseeded requests with the same options join a `model.session` between tokens, each
+  with its own prompt (continuous batching; greedy texts come out as alone, sampled ones up
+  to float rounding in the logits); a seeded or streamed text runs on its own between steps,
+  so that its seed gives what it gives alone.
 
-Filling a pass: under steady load, callers answered by one pass come back a few ms later, so a
-short window splits them into two alternating passes, each waiting for the other (8 DDPM
-clients: p50 twice a pass). While fewer requests wait than the largest of the last passes,
-gathering goes on for up to a tenth of the last pass's time (at most 100 ms); a lone client
-(last passes of one request) never waits longer than max_wait_ms.
+Filling a pass (requests that find the model idle): under steady load, callers answered by
+one pass come back a few ms later, so a short window splits them into two alternating
+passes, each waiting for the other (8 clients: p50 twice a pass). While fewer requests wait
+than the largest of the last passes, gathering goes on for up to a tenth of the last pass's
+time (at most 100 ms); a lone client (last passes of one request) never waits longer than
+max_wait_ms.
 
 The worker thread is the only one that runs the model, so a model never runs two passes at
 once; requests wait on asyncio futures, so the event loop never blocks on torch.
@@ -41,6 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genforge.api import PER_REQUEST
 from genforge.errors import ConfigError
 
 
@@ -66,6 +73,14 @@ class Job:
         return (options, self.label is None, seeded and not merges)
 
 
+def _session_key(job: Job) -> Hashable:
+    """Jobs with equal keys share a session: the same options but those each request sets
+    for itself (a text's prompt), and labels given or not."""
+    options = tuple(sorted((k, _frozen(v)) for k, v in job.options.items()
+                           if k not in PER_REQUEST))
+    return (options, job.label is None)
+
+
 def _frozen(value: Any) -> Hashable:
     return tuple(value) if isinstance(value, list) else value
 
@@ -82,7 +97,10 @@ class Batcher:
         self.text = getattr(model, "modality", None) == "text" or \
             model.data_info.get("kind") == "text"
         self.merges = not self.text and bool(getattr(model, "merges_requests", False))
+        # requests join sessions of their options between steps (images, unseeded text)
+        self.stepwise = self.merges or (self.text and bool(getattr(model, "has_sessions", False)))
         self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._backlog: collections.deque[Job] = collections.deque()  # taken, not yet joined
         self._recent: collections.deque[int] = collections.deque(maxlen=3)  # requests a pass
         self._last_pass = 0.0  # seconds
         self._thread = threading.Thread(target=self._work, daemon=True, name="genforge-batch")
@@ -90,7 +108,7 @@ class Batcher:
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        return self._queue.qsize() + len(self._backlog)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -109,7 +127,7 @@ class Batcher:
         return loop.create_future(), loop
 
     async def _submit(self, job: Job, timeout: float | None) -> Any:
-        if self._queue.qsize() >= self.max_queue:
+        if self.depth >= self.max_queue:
             raise QueueFull(f"model queue: {self.max_queue} requests waiting; try again")
         self._queue.put(job)
         try:
@@ -121,6 +139,8 @@ class Batcher:
     # --- the worker thread --------------------------------------------------------------
 
     def _work(self) -> None:
+        if self.stepwise:
+            return self._work_in_sessions()
         while True:
             first = self._queue.get()
             if first is None:
@@ -135,6 +155,94 @@ class Batcher:
                 self._run(group)
             self._recent.append(len(jobs))
             self._last_pass = time.perf_counter() - start
+
+    def _work_in_sessions(self) -> None:
+        """Continuous batching: between steps, waiting requests join the session of their
+        options (while it holds under max_batch rows); every busy session takes a step."""
+        sessions: dict[Hashable, tuple[Any, dict[int, Job]]] = {}
+        backlog = self._backlog
+        closing = False
+        while True:
+            busy = any(jobs for _, jobs in sessions.values())
+            idle = not busy and not backlog
+            if idle:
+                if closing:
+                    return
+                first = self._queue.get()
+                if first is None:
+                    return
+                start = time.perf_counter()
+                arrived = [first] + (self._gather(first.n) if self.enabled else [])
+                self._recent.append(len(arrived))
+            else:
+                arrived = []
+                while self.enabled and not closing:  # whoever came during the last step
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is None:
+                        closing = True
+                    else:
+                        arrived.append(job)
+            backlog.extend(arrived)
+            self._admit(sessions, backlog, busy)
+            for key, (session, jobs) in list(sessions.items()):
+                for ticket in [t for t, job in jobs.items() if job.cancelled]:
+                    session.remove(ticket)  # its caller is gone: its rows leave
+                    del jobs[ticket]
+                if not jobs:
+                    del sessions[key]
+                    continue
+                self._observe(len(jobs), session.rows)
+                try:
+                    done = session.step()
+                except BaseException as err:  # every request of the session hears of it
+                    for job in jobs.values():
+                        job.loop.call_soon_threadsafe(_settle, job.future, None, err)
+                    del sessions[key]
+                    continue
+                for ticket, result in done:
+                    job = jobs.pop(ticket)
+                    job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+            if idle:  # what the next idle start may wait to fill
+                self._last_pass = time.perf_counter() - start
+
+    def _admit(self, sessions: dict[Hashable, tuple[Any, dict[int, Job]]],
+               backlog: collections.deque[Job], busy: bool) -> None:
+        """Waiting jobs, in arrival order, into their sessions; with batching off, one job
+        at a time, and only when nothing runs."""
+        if not self.enabled and busy:
+            return
+        while backlog:
+            job = backlog[0]
+            if job.cancelled:
+                backlog.popleft()
+                continue
+            if job.call is not None or (self.text and job.seed is not None):
+                backlog.popleft()  # a streamed or seeded text: on its own, between steps
+                self._run([job])
+                continue
+            key = _session_key(job)
+            session, jobs = sessions.get(key, (None, {}))
+            if jobs and session.rows + job.n > self.max_batch:
+                break  # first in, first served: the rest wait for rows to free up
+            backlog.popleft()
+            try:
+                if session is None:
+                    session = self.model.session(job.options, chunk=self.chunk)
+                request = _request(job)
+                if not session.accepts(request):  # a text longer than the context
+                    self._run([job])
+                    continue
+                session.add(id(job), request)
+            except BaseException as err:  # a bad request fails alone
+                job.loop.call_soon_threadsafe(_settle, job.future, None, err)
+                continue
+            jobs[id(job)] = job
+            sessions[key] = (session, jobs)
+            if not self.enabled:
+                return
 
     def _gather(self, have: int) -> list[Job]:
         """More jobs, for up to max_wait after the first, while they fit in max_batch; longer
@@ -161,9 +269,6 @@ class Batcher:
         try:
             if group[0].call is not None:
                 results = [group[0].call()]
-            elif self.merges:
-                self._observe(len(group), sum(j.n for j in group))
-                results = self.model.sample_batch([_request(j) for j in group], chunk=self.chunk)
             elif group[0].seed is None and len(group) > 1:
                 results = self._shared(group)
             else:

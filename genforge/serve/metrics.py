@@ -30,11 +30,13 @@ class Metrics:
                                  buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
         self.errors = Counter("genforge_errors", "requests answered with an error status",
                               ["code"], registry=r)
-        self.batch_samples = Histogram("genforge_batch_samples", "samples in one forward pass",
+        self.batch_samples = Histogram("genforge_batch_samples",
+                                       "samples in one forward pass (or step)",
                                        ["model"], registry=r,
                                        buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
         self.batch_requests = Histogram("genforge_batch_requests",
-                                        "requests sharing one forward pass", ["model"],
+                                        "requests sharing one forward pass (or step)",
+                                        ["model"],
                                         registry=r, buckets=(1, 2, 4, 8, 16, 32, 64))
         self.queue_depth = Gauge("genforge_queue_depth", "requests waiting for a model",
                                  ["model"], registry=r)

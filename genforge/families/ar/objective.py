@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -32,6 +33,7 @@ from genforge.families.ar.generate import (
     sample_texts,
 )
 from genforge.families.ar.nets import build_lm, quiet_transformers, token_logprobs
+from genforge.families.ar.session import TextSession
 from genforge.training.contract import Batch, StepContext, bare
 
 
@@ -106,18 +108,9 @@ class ARObjective:
         """n texts continuing `prompt` (included in each); options not given take the model's
         defaults; `on_text` receives the first text piece by piece as its tokens come;
         `logits_processors` (transformers LogitsProcessors, e.g. a watermark) act first."""
-        check_sampling(temperature, top_k, top_p, repetition_penalty)
-        if max_new_tokens is not None and max_new_tokens <= 0:
-            raise ConfigError(f"--max-new-tokens={max_new_tokens}: must be a positive integer")
-        given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
-                 "top_p": top_p, "repetition_penalty": repetition_penalty}
-        options = replace(self.defaults, **{k: v for k, v in given.items() if v is not None})
-        options.stop = [stop] if isinstance(stop, str) else list(stop or ())
-        options.logits_processors = list(logits_processors or ())
+        options = self._options(max_new_tokens, temperature, top_k, top_p,
+                                repetition_penalty, stop, logits_processors)
         lm = bare(self.nets["lm"])
-        eos = lm.generation_config.eos_token_id
-        eos = eos if isinstance(eos, list) else [eos]
-        options.stop_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
         training = lm.training
         lm.eval()
         try:
@@ -126,6 +119,40 @@ class ARObjective:
                                 options=options, on_text=on_text)
         finally:
             lm.train(training)
+
+    def sampling_session(self, *, size: int | None = None, max_new_tokens: int | None = None,
+                         temperature: float | None = None, top_k: int | None = None,
+                         top_p: float | None = None, repetition_penalty: float | None = None,
+                         stop: list[str] | str | None = None,
+                         seed: int | None = None) -> TextSession:
+        """Texts decoded together, requests joining and leaving between tokens (continuous
+        batching, for the server; see session.py). `size` is not used: text rows need no
+        fixed-shape passes (nothing is bit-exact across batch shapes here). Rows draw from
+        one generator seeded with `seed` (fresh if None)."""
+        options = self._options(max_new_tokens, temperature, top_k, top_p,
+                                repetition_penalty, stop, None)
+        lm = bare(self.nets["lm"])
+        lm.eval()  # a served model only samples
+        return TextSession(lm, self.tokenizer, options,
+                           secrets.randbits(63) if seed is None else seed, self.prompt or "")
+
+    def _options(self, max_new_tokens: int | None, temperature: float | None,
+                 top_k: int | None, top_p: float | None, repetition_penalty: float | None,
+                 stop: list[str] | str | None,
+                 logits_processors: Sequence[Any] | None) -> SamplingOptions:
+        """The model's defaults with the options given, checked; stop ids from the model."""
+        check_sampling(temperature, top_k, top_p, repetition_penalty)
+        if max_new_tokens is not None and max_new_tokens <= 0:
+            raise ConfigError(f"--max-new-tokens={max_new_tokens}: must be a positive integer")
+        given = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_k": top_k,
+                 "top_p": top_p, "repetition_penalty": repetition_penalty}
+        options = replace(self.defaults, **{k: v for k, v in given.items() if v is not None})
+        options.stop = [stop] if isinstance(stop, str) else list(stop or ())
+        options.logits_processors = list(logits_processors or ())
+        eos = bare(self.nets["lm"]).generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        options.stop_ids = {i for i in [*eos, self.tokenizer.eos_token_id] if i is not None}
+        return options
 
     def export(self, folder: Path) -> None:
         """A transformers folder (config.json, model.safetensors, tokenizer.json,

@@ -29,9 +29,17 @@ from genforge.config import ConfigError, TrainConfig
 from genforge.families.diffusion.config import DiffusionConfig
 from genforge.families.diffusion.inpaint import inpaint, network_calls, repaint_levels
 from genforge.families.diffusion.nets import build_scheduler, build_unet
-from genforge.families.diffusion.sampling import Denoiser, Plan, ddim_plan, ddpm_plan, run_chain
+from genforge.families.diffusion.sampling import (
+    ChainRows,
+    Denoiser,
+    Plan,
+    Predictor,
+    ddim_plan,
+    ddpm_plan,
+    run_chain,
+)
 from genforge.training.contract import Batch, StepContext, bare
-from genforge.training.noise import RowNoise, fixed_chunks
+from genforge.training.noise import RowNoise
 
 
 class DiffusionObjective:
@@ -114,21 +122,44 @@ class DiffusionObjective:
     def _sample_rows(self, noise: RowNoise, condition: torch.Tensor | None, plan: Plan,
                      w: float, unet: torch.nn.Module, precision: str | None,
                      progress: bool | None, size: int) -> torch.Tensor:
-        """The chain over all rows, step-major; the network on fixed chunks of `size`."""
+        """The chain over all rows, step-major, each request with its own noise; the network
+        on fixed chunks of `size` (the requests of one `ChainRows`, all joined at step 0)."""
+        chain = ChainRows(plan, self._predictor(unet, w), size)
+        start = 0
+        for ticket, (g, k) in enumerate(zip(noise.generators, noise.sizes, strict=True)):
+            self._join(chain, ticket, g, k,
+                       None if condition is None else condition[start : start + k])
+            start += k
+        done: dict[int, torch.Tensor] = {}
         device = next(unet.parameters()).device
-        x_T = noise.randn(*self.shape)  # (n, C, H, W), per request
-        y = self._labels(condition, noise.n, noise)
-
-        def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            def chunk(xc: torch.Tensor, yc: torch.Tensor | None) -> torch.Tensor:
-                return self._denoiser(unet, yc, 0, size, w)(xc, t).float()
-            return fixed_chunks(chunk, [x, y], size)
-
         with _evaluating(unet), _precision(device, precision), \
                 self._bar(len(plan), progress, plan.kind) as bar:
-            images = run_chain(denoise, x_T.to(device), plan,
-                               lambda shape: noise.randn(*shape[1:]), bar)
-        return images.clamp_(-1, 1)
+            while chain.rows:
+                done.update(chain.advance())
+                bar.update(1)
+        return torch.cat([done[i] for i in range(len(noise.sizes))]).clamp_(-1, 1)
+
+    def sampling_session(self, *, size: int, scheduler: str | None = None,
+                         steps: int | None = None, eta: float | None = None,
+                         guidance: float | None = None,
+                         precision: str | None = None) -> DiffusionSession:
+        """A reverse chain that requests join and leave between steps (continuous batching,
+        for the server). A request's images are bit for bit those `sample(..., noise=
+        RowNoise.single(seed, n), pad_to=size)` gives it, whoever shares the steps."""
+        unet = bare(self.nets["unet"])
+        chain = ChainRows(self._plan(scheduler, steps, eta),
+                          self._predictor(unet, self._guidance(guidance)), size)
+        return DiffusionSession(self, chain, unet, precision)
+
+    def _join(self, chain: ChainRows, ticket: int, g: torch.Generator, n: int,
+              condition: torch.Tensor | None) -> None:
+        """Add a request to `chain`: x_T, then labels, then each step's noise from its own
+        generator `g`, in the order a lone call draws them."""
+        device = next(self.nets["unet"].parameters()).device
+        x_T = torch.randn((n, *self.shape), generator=g)  # (n, C, H, W)
+        y = self._labels(condition, n, g)
+        chain.add(ticket, x_T.to(device), None if y is None else y.to(device),
+                  lambda shape: torch.randn(shape, generator=g))
 
     @torch.inference_mode()
     def complete(self, x: torch.Tensor, mask: torch.Tensor, *, seed: int,
@@ -237,22 +268,25 @@ class DiffusionObjective:
     def _denoiser(self, unet: torch.nn.Module, y: torch.Tensor | None, start: int,
                   batch_size: int, w: float) -> Denoiser:
         """(x_t, t) -> the guided prediction for images start..start+batch_size."""
-        device = next(unet.parameters()).device
-        if y is None:  # an unconditional model
-            def plain(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return unet(x, t, return_dict=False)[0]
-            return plain
-        labels = y[start : start + batch_size].to(device)  # (B,)
-        null = torch.full_like(labels, self.null_class)
+        predict = self._predictor(unet, w)
+        labels = None if y is None else \
+            y[start : start + batch_size].to(next(unet.parameters()).device)  # (B,)
+        return lambda x, t: predict(x, t, labels)
+
+    def _predictor(self, unet: torch.nn.Module, w: float) -> Predictor:
+        """(x_t, t, y) -> the guided prediction; t one timestep or one per row."""
+        if not self.num_classes:  # an unconditional model
+            return lambda x, t, y: unet(x, t, return_dict=False)[0]
         if w in (0.0, 1.0):  # one network call: the unconditional or the conditional half
-            single = null if w == 0.0 else labels
-            def one(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            def one(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+                single = torch.full_like(y, self.null_class) if w == 0.0 else y
                 return unet(x, t, single, return_dict=False)[0]
             return one
-        both = torch.cat([labels, null])  # (2B,)
 
-        def guided(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            out = unet(torch.cat([x, x]), t, both, return_dict=False)[0]  # (2B, C, H, W)
+        def guided(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            both = torch.cat([y, torch.full_like(y, self.null_class)])  # (2B,)
+            t2 = torch.cat([t, t]) if t.dim() else t
+            out = unet(torch.cat([x, x]), t2, both, return_dict=False)[0]  # (2B, C, H, W)
             cond, uncond = out.float().chunk(2)
             return uncond + w * (cond - uncond)  # eps(x) + w (eps(x, y) - eps(x))
         return guided
@@ -261,6 +295,32 @@ class DiffusionObjective:
     def _bar(total: int, progress: bool | None, desc: str):
         return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True,
                     disable=None if progress is None else not progress)
+
+
+class DiffusionSession:
+    """Requests joining and leaving one reverse chain between its steps (see ChainRows)."""
+
+    def __init__(self, objective: DiffusionObjective, chain: ChainRows,
+                 unet: torch.nn.Module, precision: str | None) -> None:
+        self.objective, self.chain, self.unet, self.precision = objective, chain, unet, precision
+
+    @property
+    def rows(self) -> int:
+        return self.chain.rows
+
+    def add(self, ticket: int, seed: int, n: int, condition: torch.Tensor | None) -> None:
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        self.objective._join(self.chain, ticket, g, n, condition)
+
+    def remove(self, ticket: int) -> None:
+        self.chain.remove(ticket)
+
+    @torch.inference_mode()
+    def advance(self) -> list[tuple[int, torch.Tensor]]:
+        """One step of every request; (ticket, images (n, C, H, W) in [-1, 1]) of those done."""
+        device = next(self.unet.parameters()).device
+        with _evaluating(self.unet), _precision(device, self.precision):
+            return [(t, x.clamp(-1, 1)) for t, x in self.chain.advance()]
 
 
 @contextlib.contextmanager

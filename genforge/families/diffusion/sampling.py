@@ -20,6 +20,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from genforge.families.diffusion.nets import ddim_scheduler
+from genforge.training.noise import fixed_chunks
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> prediction
 
@@ -136,3 +137,63 @@ def run_chain(denoise: Denoiser, x: torch.Tensor, plan: Plan,
         if bar is not None:
             bar.update(1)
     return x
+
+
+Predictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]  # (x, t, y)
+
+
+@dataclass
+class _Request:
+    x: torch.Tensor  # (k, C, H, W): x at the request's next step
+    y: torch.Tensor | None  # (k,) labels of a conditional model
+    draw: Callable[[torch.Size], torch.Tensor]  # the request's own noise
+    i: int = 0  # its next step of the plan
+
+
+class ChainRows:
+    """Several requests' reverse chains on one plan, each at its own step: requests join and
+    leave between steps (continuous batching), so one arriving mid-chain waits for at most
+    one network call instead of a whole chain.
+
+    Each `advance` runs the network once over every row, rows at different timesteps side by
+    side (the UNet takes one t per row), on chunks of exactly `size` rows (padded); then each
+    request takes its own step with noise from its own generator. A row's floats therefore do
+    not depend on which requests share its calls nor at which step they joined.
+    """
+
+    def __init__(self, plan: Plan, predict: Predictor, size: int) -> None:
+        self.plan, self.predict, self.size = plan, predict, size
+        self._requests: dict[int, _Request] = {}  # in arrival order
+        self._timesteps = torch.tensor(plan.timesteps, dtype=torch.long)
+
+    @property
+    def rows(self) -> int:
+        return sum(r.x.shape[0] for r in self._requests.values())
+
+    def add(self, ticket: int, x_T: torch.Tensor, y: torch.Tensor | None,
+            draw: Callable[[torch.Size], torch.Tensor]) -> None:
+        self._requests[ticket] = _Request(x_T, y, draw)
+
+    def remove(self, ticket: int) -> None:
+        self._requests.pop(ticket, None)
+
+    def advance(self) -> list[tuple[int, torch.Tensor]]:
+        """One step of every request; returns (ticket, x_0 (k, C, H, W)) of those it ended."""
+        if not self._requests:
+            return []
+        requests = list(self._requests.values())
+        x = torch.cat([r.x for r in requests])  # (R, C, H, W)
+        t = torch.cat([self._timesteps[r.i].expand(r.x.shape[0]) for r in requests])  # (R,)
+        y = None if requests[0].y is None else torch.cat([r.y for r in requests])
+        out = fixed_chunks(lambda xc, tc, yc: self.predict(xc, tc.to(xc.device), yc).float(),
+                           [x, t, y], self.size)  # (R, C, H, W)
+        done, start = [], 0
+        for ticket, r in list(self._requests.items()):
+            k = r.x.shape[0]
+            z = r.draw(r.x.shape).to(r.x.device) if self.plan.draws[r.i] else None
+            r.x = self.plan.step(r.i, r.x, out[start : start + k], z)
+            r.i, start = r.i + 1, start + k
+            if r.i == len(self.plan):
+                done.append((ticket, r.x))
+                del self._requests[ticket]
+        return done

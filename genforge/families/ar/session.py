@@ -1,0 +1,210 @@
+"""Continuous batching of text: the rows of several requests decoded together, each request
+joining and leaving between tokens, so one that arrives mid-generation waits for one token
+step instead of for the texts being generated.
+
+One step:
+  1. the running rows' next logits, from the shared KV cache (each row fed its last token at
+     its own position; the cache is left-padded to one length and the padding masked out);
+     a newcomer's prompt is run alone (its own cache and first logits) and its cache joins
+     the shared one, padded on the left to the same length
+  2. the options' processors and the pick, as `sample_texts` does them; the processors see
+     each row's own ids, left-padded with its first id (a repeat of a token the row already
+     holds, so the repetition penalty sees exactly the row's tokens)
+  3. a row leaves at a stop token, a stop string or max_new_tokens; a request is answered when
+     its last row has left, and leading cache columns that no row uses any more are cut.
+
+What holds: a row's logits are those of the same text decoded alone up to float rounding
+(padding and batch shape change the last bits), so greedy decoding (temperature 0) gives the
+lone text, and sampled texts follow the same distribution. Rows draw from one generator with
+the session's seed: a seeded request is not reproducible here (the server runs those alone).
+A request must fit the model's context (prompt + max_new_tokens); longer ones run alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+from genforge.config import ConfigError
+from genforge.families.ar.generate import (
+    SamplingOptions,
+    TextSamples,
+    _cut_at_stop,
+    _decode,
+    encode_prompt,
+)
+from genforge.families.ar.nets import context_length
+
+
+@dataclass
+class _Row:
+    ticket: int
+    index: int  # which of its request's texts
+    prompt: str
+    prompt_ids: list[int]
+    new: list[int] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return len(self.prompt_ids) + len(self.new)
+
+
+class TextSession:
+    """Texts of one set of options, decoded together; requests join and leave between tokens."""
+
+    def __init__(self, model: Any, tokenizer: Any, options: SamplingOptions, seed: int,
+                 prompt: str = "") -> None:
+        self.model, self.tokenizer, self.options = model, tokenizer, options
+        self.prompt = prompt  # for requests without one
+        self.device = next(model.parameters()).device
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.processors = options.processors()
+        self.context = context_length(model)
+        self._running: list[_Row] = []  # in cache order
+        self._waiting: list[list[_Row]] = []  # newcomers, one list a request
+        self._kv: list[tuple[torch.Tensor, torch.Tensor]] = []  # per layer (R, H, L, D)
+        self._cache: DynamicCache | None = None  # over _kv while no row joins or leaves
+        self._mask = torch.zeros((0, 0), dtype=torch.long, device=self.device)  # (R, L)
+        self._texts: dict[int, list[str | None]] = {}
+
+    @property
+    def rows(self) -> int:
+        return len(self._running) + sum(len(rows) for rows in self._waiting)
+
+    def fits(self, prompt: str | None = None) -> bool:
+        """Whether the prompt and max_new_tokens fit the model's context (a longer text
+        slides its window, which only a lone call does)."""
+        prompt = self.prompt if prompt is None else prompt
+        ids = encode_prompt(self.tokenizer, prompt)
+        return len(ids) + self.options.max_new_tokens <= self.context
+
+    def add(self, ticket: int, n: int, prompt: str | None = None) -> None:
+        """n texts continuing `prompt` (the model's own if None), answered under `ticket`."""
+        prompt = self.prompt if prompt is None else prompt
+        ids = encode_prompt(self.tokenizer, prompt)
+        if len(ids) + self.options.max_new_tokens > self.context:
+            raise ConfigError(f"prompt + max_new_tokens: {len(ids)} + "
+                              f"{self.options.max_new_tokens} tokens exceed this model's "
+                              f"context of {self.context}; sample it alone")
+        self._waiting.append([_Row(ticket, i, prompt, ids) for i in range(n)])
+        self._texts[ticket] = [None] * n
+
+    def remove(self, ticket: int) -> None:
+        self._waiting = [rows for rows in self._waiting if rows[0].ticket != ticket]
+        self._keep([i for i, r in enumerate(self._running) if r.ticket != ticket])
+        self._texts.pop(ticket, None)
+
+    @torch.no_grad()
+    def advance(self) -> list[tuple[int, TextSamples]]:
+        """One token for every row; (ticket, texts) of the requests whose last row ended."""
+        if not self.rows:
+            return []
+        logits = []
+        if self._running:  # 1. the running rows, from the cache
+            last = torch.tensor([[r.new[-1]] for r in self._running], device=self.device)
+            positions = torch.tensor([[r.length - 1] for r in self._running], device=self.device)
+            mask = F.pad(self._mask, (0, 1), value=1)  # (R, L + 1)
+            if self._cache is None:  # rows joined or left: the cache is built anew
+                self._cache = DynamicCache(ddp_cache_data=self._kv, config=self.model.config)
+            padded = not bool(mask.all())  # rows all aligned: the plain causal path
+            out = self.model(input_ids=last, attention_mask=mask if padded else None,
+                             position_ids=positions if padded else None,
+                             past_key_values=self._cache, use_cache=True)
+            self._mask = mask
+            logits.append(out.logits[:, -1].float())
+        if self._waiting:
+            self._kv = self._layers()
+        for rows in self._waiting:  # 1. newcomers: their prompts, then their caches join
+            ids = torch.tensor([r.prompt_ids for r in rows], device=self.device)  # (k, P)
+            out = self.model(input_ids=ids, use_cache=True)
+            self._join([(layer.keys, layer.values) for layer in out.past_key_values.layers],
+                       torch.ones_like(ids))
+            self._running += rows
+            logits.append(out.logits[:, -1].float())
+        self._waiting = []
+        # 2. processors on each row's own ids, then the pick
+        scores = self.processors(self._history(), torch.cat(logits))  # (R, V)
+        if self.options.temperature == 0:
+            tokens = scores.argmax(-1)
+        else:
+            probs = torch.softmax(scores, -1)
+            tokens = torch.multinomial(probs, 1, generator=self.generator)[:, 0]
+        # 3. rows that end leave; requests whose rows all ended are answered
+        keep = []
+        for i, (row, token) in enumerate(zip(self._running, tokens.tolist(), strict=True)):
+            if self._ends(row, token):
+                self._texts[row.ticket][row.index] = self._text(row)
+            else:
+                keep.append(i)
+        self._keep(keep)
+        done = [(t, TextSamples(texts)) for t, texts in self._texts.items()
+                if all(text is not None for text in texts)]
+        for ticket, _ in done:
+            del self._texts[ticket]
+        return done
+
+    def _ends(self, row: _Row, token: int) -> bool:
+        if token in self.options.stop_ids:
+            return True  # the stop token is not part of the text
+        row.new.append(token)
+        if len(row.new) >= self.options.max_new_tokens:
+            return True
+        return bool(self.options.stop) and any(
+            s in self.tokenizer.decode(row.new, skip_special_tokens=True)
+            for s in self.options.stop)
+
+    def _text(self, row: _Row) -> str:
+        text = _decode(self.tokenizer, row.prompt_ids, row.new, row.prompt)
+        return _cut_at_stop(text, row.prompt, self.options.stop)
+
+    def _history(self) -> torch.Tensor:
+        """(R, L) each row's prompt and new ids, left-padded with its first id."""
+        width = max(r.length for r in self._running)
+        return torch.tensor([[(r.prompt_ids + r.new)[0]] * (width - r.length)
+                             + r.prompt_ids + r.new for r in self._running], device=self.device)
+
+    def _join(self, kv: list[tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor) -> None:
+        """Append rows with their cache `kv` and `mask`, both padded on the left to one length."""
+        self._cache = None
+        if not self._kv:
+            self._kv, self._mask = kv, mask
+            return
+        length = max(self._mask.shape[1], mask.shape[1])
+        pad = _left_padder(length)
+        self._kv = [(torch.cat([pad(k0), pad(k1)]), torch.cat([pad(v0), pad(v1)]))
+                    for (k0, v0), (k1, v1) in zip(self._kv, kv, strict=True)]
+        self._mask = torch.cat([_pad_mask(self._mask, length), _pad_mask(mask, length)])
+
+    def _keep(self, rows: list[int]) -> None:
+        """Only these running rows stay; cache columns no row uses any more are cut."""
+        if len(rows) == len(self._running):
+            return
+        self._kv, self._cache = self._layers(), None
+        self._running = [self._running[i] for i in rows]
+        if not rows:
+            self._kv, self._mask = [], self._mask[:0, :0]
+            return
+        index = torch.tensor(rows, device=self.device)
+        mask = self._mask[index]
+        first = int(mask.any(0).long().argmax())  # the first column a row still uses
+        self._mask = mask[:, first:]
+        self._kv = [(k[index, :, first:], v[index, :, first:]) for k, v in self._kv]
+
+
+    def _layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The cache's tensors, per layer (R, H, L, D)."""
+        if self._cache is None:
+            return self._kv
+        return [(layer.keys, layer.values) for layer in self._cache.layers]
+
+
+def _left_padder(length: int):
+    return lambda t: F.pad(t, (0, 0, length - t.shape[-2], 0))  # (R, H, L, D) -> (R, H, length, D)
+
+
+def _pad_mask(mask: torch.Tensor, length: int) -> torch.Tensor:
+    return F.pad(mask, (length - mask.shape[1], 0), value=0)
