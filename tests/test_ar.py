@@ -163,6 +163,23 @@ def test_texts_joining_a_running_session_get_their_greedy_lone_texts(run, penalt
 
 
 @needs_text
+def test_a_text_removed_mid_decoding_leaves_the_others_unchanged(run):
+    model = genforge.load(run)
+    options = {"temperature": 0, "max_new_tokens": 8}
+    session = model.session(options)
+    session.add(1, {"n": 1, "prompt": "ROMEO:"})
+    session.step()
+    session.add(2, {"n": 2, "prompt": "A"})  # pads the cache, then leaves it
+    session.step()
+    session.remove(2)
+    got = {}
+    while session.rows:
+        got.update(session.step())
+    assert set(got) == {1}
+    assert got[1] == model.sample(1, seed=0, prompt="ROMEO:", **options)
+
+
+@needs_text
 def test_a_text_session_samples_stops_and_refuses_what_outgrows_the_context(run):
     model = genforge.load(run)
     session = model.session({"max_new_tokens": 12, "stop": ["e"]})

@@ -131,3 +131,17 @@ def test_a_session_over_max_batch_takes_the_rest_when_rows_free_up():
         batcher.close()
 
     asyncio.run(main())
+
+
+def test_a_request_that_times_out_leaves_the_chain():
+    async def main() -> None:
+        model = SlowModel(0.05, steps=10)
+        batcher = Batcher(model, max_wait_ms=1.0)
+        with pytest.raises(TimeoutError):
+            await batcher.submit(1, seed=1, timeout=0.12)
+        assert await batcher.submit(1, seed=2) == 2  # the model is free again, at once
+        # the first request ran ~3 steps and left; the second ran its 10 alone
+        assert len(model.passes) < 10 + 10 and model.passes[-1] == 1, model.passes
+        batcher.close()
+
+    asyncio.run(main())

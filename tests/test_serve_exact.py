@@ -117,6 +117,23 @@ def test_requests_joining_a_running_chain_get_their_lone_images(name):
         assert torch.equal(got[ticket], model.sample_batch([{**req, **options}])[0]), ticket
 
 
+def test_a_request_removed_mid_chain_leaves_the_others_exact():
+    preset, overrides, options = MODELS["ddim"]
+    options = {**options, "steps": 4}
+    model = preset_model(preset, *overrides)
+    a, b = {"n": 2, "seed": 21}, {"n": 5, "seed": 22}
+    session, got = model.session(options), {}
+    session.add(1, a)
+    session.add(2, b)
+    got.update(session.step())
+    session.remove(2)  # its caller gave up: its rows leave the chain
+    assert session.rows == 2
+    while session.rows:
+        got.update(session.step())
+    assert set(got) == {1}
+    assert torch.equal(got[1], model.sample_batch([{**a, **options}])[0])
+
+
 def test_a_gan_session_runs_what_waits_in_one_pass():
     model = preset_model("mnist-cdcgan")
     session = model.session()
