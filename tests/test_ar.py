@@ -137,12 +137,14 @@ def test_sampling_is_seeded_and_options_work(run, capsys):
 
 
 @needs_text
-@pytest.mark.parametrize("penalty", [1.0, 1.3])
-def test_texts_joining_a_running_session_get_their_greedy_lone_texts(run, penalty):
+@pytest.mark.parametrize("penalty,attention", [(1.0, "sdpa"), (1.3, "sdpa"), (1.0, "eager")])
+def test_texts_joining_a_running_session_get_their_greedy_lone_texts(run, penalty, attention):
     """Continuous batching of text: b (another prompt) joins a's decoding after 3 tokens,
     c after a has ended; greedy texts equal the lone ones (the logits differ only in float
-    rounding; the repetition penalty sees each row's own tokens, padding aside)."""
+    rounding; the repetition penalty sees each row's own tokens, padding aside). The session
+    makes the padding mask itself, in each attention kernel's own form."""
     model = genforge.load(run)
+    model.objective.nets["lm"].set_attn_implementation(attention)
     options = {"temperature": 0, "max_new_tokens": 8, "repetition_penalty": penalty}
     session, got = model.session(options), {}
 
@@ -160,6 +162,40 @@ def test_texts_joining_a_running_session_get_their_greedy_lone_texts(run, penalt
     assert not session.rows
     for ticket, (n, prompt) in {1: (2, "ROMEO:"), 2: (1, "A"), 3: (1, "KING:")}.items():
         assert got[ticket] == model.sample(n, seed=0, prompt=prompt, **options), ticket
+
+
+@needs_text
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_a_joined_rows_logits_are_its_lone_logits(run, attention):
+    """The padding of the shared cache is masked: the logits of a row that joined a running
+    session (its cache left-padded, its positions its own) are those of the same text
+    decoded alone, up to float rounding; attending to the padding would move them."""
+    from genforge.families.ar.generate import SamplingOptions, sample_texts
+    from genforge.families.ar.session import TextSession
+
+    model = genforge.load(run)
+    lm, tokenizer = model.objective.nets["lm"], model.objective.tokenizer
+    lm.set_attn_implementation(attention)
+    seen: list[torch.Tensor] = []
+
+    def record(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        seen.append(scores.clone())
+        return scores
+
+    options = SamplingOptions(max_new_tokens=6, temperature=0, logits_processors=[record])
+    sample_texts(lm, tokenizer, 1, seed=0, prompt="A", options=options)
+    alone, seen[:] = list(seen), []
+    session = TextSession(lm, tokenizer, options, seed=0)
+    session.add(1, 1, "ROMEO:")
+    for _ in range(3):
+        session.advance()
+    session.add(2, 1, "A")  # joins three tokens behind: its cache is padded on the left
+    while session.rows:
+        session.advance()
+    joined = [scores[-1] for scores in seen[3:]]  # its row is the last one
+    assert len(joined) == len(alone) == 6
+    for step, (got, want) in enumerate(zip(joined, alone, strict=True)):
+        torch.testing.assert_close(got, want[0], atol=2e-4, rtol=0, msg=f"step {step}")
 
 
 @needs_text

@@ -63,6 +63,8 @@ class TextSession:
         self.device = next(model.parameters()).device
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.processors = options.processors()
+        # only these read the ids so far; the warpers (temperature, top-k, top-p) do not
+        self._reads_ids = bool(options.logits_processors) or options.repetition_penalty != 1.0
         self.context = context_length(model)
         self._running: list[_Row] = []  # in cache order
         self._waiting: list[list[_Row]] = []  # newcomers, one list a request
@@ -111,8 +113,8 @@ class TextSession:
             if self._cache is None:  # rows joined or left: the cache is built anew
                 self._cache = DynamicCache(ddp_cache_data=self._kv, config=self.model.config)
             padded = not bool(mask.all())  # rows all aligned: the plain causal path
-            out = self.model(input_ids=last, attention_mask=mask if padded else None,
-                             position_ids=positions if padded else None,
+            out = self.model(input_ids=last, attention_mask=self._step_mask(mask) if padded
+                             else None, position_ids=positions if padded else None,
                              past_key_values=self._cache, use_cache=True)
             self._mask = mask
             logits.append(out.logits[:, -1].float())
@@ -127,7 +129,9 @@ class TextSession:
             logits.append(out.logits[:, -1].float())
         self._waiting = []
         # 2. processors on each row's own ids, then the pick
-        scores = self.processors(self._history(), torch.cat(logits))  # (R, V)
+        history = self._history() if self._reads_ids else torch.zeros(
+            (len(self._running), 1), dtype=torch.long, device=self.device)
+        scores = self.processors(history, torch.cat(logits))  # (R, V)
         if self.options.temperature == 0:
             tokens = scores.argmax(-1)
         else:
@@ -194,6 +198,19 @@ class TextSession:
         self._mask = mask[:, first:]
         self._kv = [(k[index, :, first:], v[index, :, first:]) for k, v in self._kv]
 
+    def _step_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The (R, 1, 1, L + 1) mask of a one-token step, in the form the model's attention
+        takes it, so that transformers does not build it from the 2D mask every step (8 rows
+        of shakespeare-char, one AVX2 thread: ~0.2 ms of a ~2.7 ms forward)."""
+        keep = mask[:, None, None, :].bool()
+        attention = getattr(self.model.config, "_attn_implementation", None)
+        if attention == "sdpa":
+            return keep  # True: attend
+        if attention == "eager":  # added to the scores
+            dtype = next(self.model.parameters()).dtype
+            return torch.zeros(keep.shape, dtype=dtype, device=self.device).masked_fill(
+                ~keep, torch.finfo(dtype).min)
+        return mask  # other kernels: transformers builds their mask
 
     def _layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The cache's tensors, per layer (R, H, L, D)."""
