@@ -4,14 +4,17 @@ step instead of for the texts being generated.
 
 One step:
   1. the running rows' next logits, from the shared KV cache (each row fed its last token at
-     its own position; the cache is left-padded to one length and the padding masked out);
-     a newcomer's prompt is run alone (its own cache and first logits) and its cache joins
-     the shared one, padded on the left to the same length
+     its own position; the cache is left-padded to one length and the padding masked out).
+     Newcomers' prompts run in the same call (a call of a small model costs about the same
+     for one token as for a prompt): every row brings as many new columns as the longest
+     prompt, left-padded and masked, the newcomers over cache rows that are all masked.
+     Newcomers to an idle session run their prompts on their own.
   2. the options' processors and the pick, as `sample_texts` does them; the processors see
      each row's own ids, left-padded with its first id (a repeat of a token the row already
      holds, so the repetition penalty sees exactly the row's tokens)
-  3. a row leaves at a stop token, a stop string or max_new_tokens; a request is answered when
-     its last row has left, and leading cache columns that no row uses any more are cut.
+  3. a row leaves at a stop token, a stop string or max_new_tokens, and the cache is compacted
+     (each row's own columns move to its right end: the cache is as long as its longest
+     row); a request is answered when its last row has left.
 
 What holds: a row's logits are those of the same text decoded alone up to float rounding
 (padding and batch shape change the last bits), so greedy decoding (temperature 0) gives the
@@ -106,21 +109,23 @@ class TextSession:
         if not self.rows:
             return []
         logits = []
-        if self._running:  # 1. the running rows, from the cache
+        if self._running and self._waiting and self._mask_form() is not None:
+            logits.append(self._step_joining())  # 1. running rows and newcomers, one call
+        elif self._running:  # 1. the running rows, from the cache
             last = torch.tensor([[r.new[-1]] for r in self._running], device=self.device)
             positions = torch.tensor([[r.length - 1] for r in self._running], device=self.device)
             mask = F.pad(self._mask, (0, 1), value=1)  # (R, L + 1)
             if self._cache is None:  # rows joined or left: the cache is built anew
                 self._cache = DynamicCache(ddp_cache_data=self._kv, config=self.model.config)
             padded = not bool(mask.all())  # rows all aligned: the plain causal path
-            out = self.model(input_ids=last, attention_mask=self._step_mask(mask) if padded
-                             else None, position_ids=positions if padded else None,
+            out = self.model(input_ids=last, attention_mask=self._attention_mask(mask, 1)
+                             if padded else None, position_ids=positions if padded else None,
                              past_key_values=self._cache, use_cache=True)
             self._mask = mask
             logits.append(out.logits[:, -1].float())
         if self._waiting:
             self._kv = self._layers()
-        for rows in self._waiting:  # 1. newcomers: their prompts, then their caches join
+        for rows in self._waiting:  # 1. newcomers to an idle session: their prompts alone
             ids = torch.tensor([r.prompt_ids for r in rows], device=self.device)  # (k, P)
             out = self.model(input_ids=ids, use_cache=True)
             self._join([(layer.keys, layer.values) for layer in out.past_key_values.layers],
@@ -184,7 +189,10 @@ class TextSession:
         self._mask = torch.cat([_pad_mask(self._mask, length), _pad_mask(mask, length)])
 
     def _keep(self, rows: list[int]) -> None:
-        """Only these running rows stay; cache columns no row uses any more are cut."""
+        """Only these running rows stay, the cache compacted: each row's own columns move
+        to the right end, in order, so the cache is as long as its longest row (a join
+        leaves masked columns in the other rows; attention does not care where a key
+        sits, and each row's positions are its own)."""
         if len(rows) == len(self._running):
             return
         self._kv, self._cache = self._layers(), None
@@ -193,24 +201,79 @@ class TextSession:
             self._kv, self._mask = [], self._mask[:0, :0]
             return
         index = torch.tensor(rows, device=self.device)
-        mask = self._mask[index]
-        first = int(mask.any(0).long().argmax())  # the first column a row still uses
-        self._mask = mask[:, first:]
-        self._kv = [(k[index, :, first:], v[index, :, first:]) for k, v in self._kv]
+        used = self._mask[index].bool()  # (R, L)
+        width = int(used.sum(1).max())
+        # a stable sort puts each row's unused columns first and its own after, in order
+        columns = torch.argsort(used.to(torch.uint8), dim=1, stable=True)[:, -width:]
+        self._mask = used.gather(1, columns).long()
 
-    def _step_mask(self, mask: torch.Tensor) -> torch.Tensor:
-        """The (R, 1, 1, L + 1) mask of a one-token step, in the form the model's attention
-        takes it, so that transformers does not build it from the 2D mask every step (8 rows
-        of shakespeare-char, one AVX2 thread: ~0.2 ms of a ~2.7 ms forward)."""
-        keep = mask[:, None, None, :].bool()
+        def compact(t: torch.Tensor) -> torch.Tensor:  # (R, H, L, D) -> (R', H, width, D)
+            return t[index].gather(2, columns[:, None, :, None].expand(
+                -1, t.shape[1], -1, t.shape[3]))
+
+        self._kv = [(compact(k), compact(v)) for k, v in self._kv]
+
+    def _step_joining(self) -> torch.Tensor:
+        """The running rows' next token and the newcomers' prompts in one call (a prompt run
+        on its own would cost the running rows a whole extra call: for a small model a call
+        costs about the same for one token or a prompt). Each row brings W new columns: a
+        running row its last token, left-padded; a newcomer its prompt, left-padded, over L
+        cache columns that are all masked. Logits (rows, V) at each row's last column."""
+        newcomers = [row for rows in self._waiting for row in rows]
+        width = max(len(r.prompt_ids) for r in newcomers)
+        ids, positions, new = [], [], []
+        for r in self._running:
+            ids.append([r.new[-1]] * width)
+            positions.append([0] * (width - 1) + [r.length - 1])
+            new.append([0] * (width - 1) + [1])
+        for r in newcomers:
+            pad = width - len(r.prompt_ids)
+            ids.append([r.prompt_ids[0]] * pad + r.prompt_ids)
+            positions.append([0] * pad + list(range(len(r.prompt_ids))))
+            new.append([0] * pad + [1] * len(r.prompt_ids))
+        k = len(newcomers)
+        self._kv = [(torch.cat([keys, keys.new_zeros((k, *keys.shape[1:]))]),
+                     torch.cat([values, values.new_zeros((k, *values.shape[1:]))]))
+                    for keys, values in self._layers()]
+        mask = torch.cat([torch.cat([self._mask, self._mask.new_zeros(k, self._mask.shape[1])]),
+                          torch.tensor(new, device=self.device)], 1)  # (R + k, L + W)
+        self._cache = DynamicCache(ddp_cache_data=self._kv, config=self.model.config)
+        out = self.model(input_ids=torch.tensor(ids, device=self.device),
+                         attention_mask=self._attention_mask(mask, width),
+                         position_ids=torch.tensor(positions, device=self.device),
+                         past_key_values=self._cache, use_cache=True)
+        self._mask = mask
+        self._running += newcomers
+        self._waiting = []
+        return out.logits[:, -1].float()
+
+    def _mask_form(self) -> str | None:
+        """How the model's attention takes a prepared 4D mask ('sdpa': bool, 'eager':
+        additive); None for other kernels, whose masks transformers builds from a 2D one."""
         attention = getattr(self.model.config, "_attn_implementation", None)
-        if attention == "sdpa":
+        return attention if attention in ("sdpa", "eager") else None
+
+    def _attention_mask(self, mask: torch.Tensor, queries: int) -> torch.Tensor:
+        """The (R, 1, queries, L) mask of a call that adds `queries` columns to the cache, in
+        the form the model's attention takes it, so that transformers does not build one from
+        the 2D mask every step (8 rows of shakespeare-char, one AVX2 thread: ~0.2 ms of a
+        ~2.7 ms call). Causal among the new columns, and each new column sees itself: a
+        padding column would otherwise see no column at all, which some kernels answer
+        with NaN (which the cache would keep)."""
+        form = self._mask_form()
+        if form is None:
+            return mask  # a one-token step only (see advance)
+        keep = mask.bool()[:, None, None, :]  # (R, 1, 1, L)
+        if queries > 1:
+            first = mask.shape[1] - queries
+            column = torch.arange(mask.shape[1], device=self.device)
+            query = torch.arange(queries, device=self.device)[:, None] + first
+            keep = (keep & (column <= query)) | (column == query)  # (R, 1, queries, L)
+        if form == "sdpa":
             return keep  # True: attend
-        if attention == "eager":  # added to the scores
-            dtype = next(self.model.parameters()).dtype
-            return torch.zeros(keep.shape, dtype=dtype, device=self.device).masked_fill(
-                ~keep, torch.finfo(dtype).min)
-        return mask  # other kernels: transformers builds their mask
+        dtype = next(self.model.parameters()).dtype  # eager: added to the scores
+        return torch.zeros(keep.shape, dtype=dtype, device=self.device).masked_fill(
+            ~keep, torch.finfo(dtype).min)
 
     def _layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The cache's tensors, per layer (R, H, L, D)."""
