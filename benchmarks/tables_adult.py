@@ -65,10 +65,11 @@ def fit(preset: str, overrides: list[str], budget: float, out: Path
             result.step)
 
 
-def score(run: Path, data, rows: int, trtr: dict, protected: str | None) -> dict:
+def score(run: Path, data, rows: int, trtr: dict, protected: str | None,
+          **options: object) -> dict:
     model = genforge.load(run)
     start = time.perf_counter()
-    synthetic = pd.concat(list(model.sample_chunks(rows, seed=0)), ignore_index=True)
+    synthetic = pd.concat(list(model.sample_chunks(rows, seed=0, **options)), ignore_index=True)
     seconds = time.perf_counter() - start
     info = model.data_info
     result = evaluate_tables(data.train_frame, data.test_frame, synthetic, info["schema"],
@@ -106,6 +107,9 @@ def main() -> None:
                         help="steps of each DP run; the noise is solved for them, so they must "
                              "fit the budget: a DP-SGD step (per-row gradients of a 512-row "
                              "batch) cost ~0.8 CPU-s on one AVX2 thread, ~15x a plain one")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="TabDDPM's sampling temperature of the categorical columns (the "
+                             "plain sampler when not given)")
     parser.add_argument("--german", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; with 1, a budget of B CPU seconds is B wall seconds "
@@ -119,7 +123,8 @@ def main() -> None:
                                  "avx512_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text(),
                                  "load_average_at_start": os.getloadavg(),
                                  "torch_threads": args.threads},
-                     "budget_s": args.budget, "rows_scored": args.rows, "tables": {}}
+                     "budget_s": args.budget, "rows_scored": args.rows,
+                     "tabddpm_temperature": args.temperature, "tables": {}}
 
     def save() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -150,7 +155,9 @@ def main() -> None:
             run, seconds, cpu, steps = fit(preset, extra, args.budget,
                                            work / f"{dataset}-{kind}")
             steps_seen[kind] = steps
-            r = score(run, data, rows_n, trtr, protected)
+            knobs = {"temperature": args.temperature} \
+                if kind == "tabddpm" and args.temperature is not None else {}
+            r = score(run, data, rows_n, trtr, protected, **knobs)
             table["synthesizers"].append(row(kind, (seconds, cpu, steps), r))
             table["synthesizers"][-1]["run"] = run.name  # the folder under --work
             print(json.dumps(table["synthesizers"][-1], default=str), flush=True)

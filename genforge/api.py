@@ -121,8 +121,10 @@ class GenerativeModel:
         return labels.clone()
 
     def options(self) -> list[Any]:
-        """The sampling knobs this model takes (genforge.registry.SampleOption)."""
-        return FAMILIES[self.family].options()
+        """The sampling knobs this model takes (genforge.registry.SampleOption): its
+        family's, less those its kind does not take (an objective's `sample_options`)."""
+        taken = getattr(self.objective, "sample_options", None)
+        return [o for o in FAMILIES[self.family].options() if taken is None or o.name in taken]
 
     def sample(self, n: int, *, seed: int = 0, label: Any = None,
                watermark: str | bytes | None = None, precision: str = "auto",

@@ -84,7 +84,8 @@ SAMPLE_OPTIONS: dict[str, SampleOption] = {o.name: o for o in (
     SampleOption("guidance", float, "Diffusion: classifier-free guidance scale.", 0.0, 100.0),
     SampleOption("prompt", str, "Text: the prompt the samples continue."),
     SampleOption("max_new_tokens", int, "Text: tokens to add.", minimum=1, maximum=100000),
-    SampleOption("temperature", float, "Text: temperature (0 = greedy).", 0.0, 100.0),
+    SampleOption("temperature", float, "Text: temperature (0 = greedy). Tables (tabddpm): "
+                 "below 1 sharpens the categorical columns (> 0).", 0.0, 100.0),
     SampleOption("top_k", int, "Text: keep the k likeliest tokens.", minimum=1),
     SampleOption("top_p", float, "Text: nucleus top-p.", 0.0, 1.0, exclusive_minimum=True),
     SampleOption("repetition_penalty", float, "Text: repetition penalty.", 0.0, 100.0,
@@ -190,7 +191,7 @@ FAMILIES: dict[str, FamilySpec] = {
         objective="genforge.families.tabular.build:build_objective",
         modalities=("tables",),
         can_complete=True,
-        sample_options=("where",),
+        sample_options=("where", "temperature"),
     ),
 }
 

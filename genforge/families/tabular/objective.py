@@ -34,6 +34,7 @@ class TabularObjective:
     """Base class; subclasses set `nets`, `sampling_nets` and implement `_generate`."""
 
     learned_conditioning = True  # `_generate(m, cond)` samples from p(rows | cond) itself
+    sample_options = ("where",)  # of the family's; TabDDPM takes a temperature too
 
     default_out = "samples.csv"
     default_n = 1000
@@ -54,35 +55,48 @@ class TabularObjective:
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: int, condition: torch.Tensor | None = None,
-               where: dict[str, Any] | str | None = None) -> EncodedTable:
+               where: dict[str, Any] | str | None = None,
+               temperature: float | None = None) -> EncodedTable:
         """n encoded rows (decode with genforge.data.tables.TablesOutput); `where` fixes
-        columns: {"sex": "Female"}, a number, or a (low, high) pair for a numeric column."""
-        chunks = list(self.iter_sample(n, seed=seed, where=where))
+        columns: {"sex": "Female"}, a number, or a (low, high) pair for a numeric column;
+        `temperature` (TabDDPM) below 1 sharpens the categorical columns."""
+        chunks = list(self.iter_sample(n, seed=seed, where=where, temperature=temperature))
         return EncodedTable(torch.cat([c.num for c in chunks]), torch.cat([c.cat for c in chunks]))
 
     @torch.no_grad()
     def iter_sample(self, n: int, *, seed: int, where: dict[str, Any] | str | None = None,
-                    chunk: int | None = None) -> Iterator[EncodedTable]:
+                    chunk: int | None = None, temperature: float | None = None
+                    ) -> Iterator[EncodedTable]:
         chunk = chunk or self.cfg.sample_chunk
         cond = self.encode_where(where)
+        knobs = {}  # options of the synthesizer's own `_generate`
+        if temperature is not None:
+            if "temperature" not in self.sample_options:
+                raise ConfigError(f"--temperature applies to the tables diffusion model "
+                                  f"(model.kind=tabddpm), not to model.kind={self.cfg.kind}")
+            if not temperature > 0:
+                raise ConfigError(f"--temperature={temperature}: a tables model takes a "
+                                  "temperature > 0 (below 1: sharper categories)")
+            knobs["temperature"] = temperature
         for i, start in enumerate(range(0, n, chunk)):
             m = min(chunk, n - start)
             with torch.random.fork_rng(devices=[] if self.device.type == "cpu" else
                                        [self.device]):
                 torch.manual_seed(seed * 1_000_003 + i)
-                rows = self._obeying(m, cond, where)
+                rows = self._obeying(m, cond, where, knobs)
             rows.start = start
             yield rows
 
-    def _obeying(self, m: int, cond: dict[str, Any], where: Any) -> EncodedTable:
+    def _obeying(self, m: int, cond: dict[str, Any], where: Any,
+                 knobs: dict[str, Any]) -> EncodedTable:
         if not cond["cat"] and not cond["num"]:
-            return self._generate(m, cond["cat"])
+            return self._generate(m, cond["cat"], **knobs)
         kept_num, kept_cat, have, asked = [], [], 0, 0
         steer = self.learned_conditioning
         for _ in range(self.cfg.max_rejection_rounds):
             rate = have / asked if asked else 1.0
             want = int(min(max((m - have) / max(rate, 1e-3) * 1.2, 64), 20 * self.cfg.sample_chunk))
-            rows = self._generate(want, cond["cat"] if steer else {})
+            rows = self._generate(want, cond["cat"] if steer else {}, **knobs)
             ok = self._obeys(rows, cond)
             kept_num.append(rows.num[ok])
             kept_cat.append(rows.cat[ok])

@@ -94,6 +94,7 @@ class CategorySpans:
 
 class TabDDPMObjective(TabularObjective):
     learned_conditioning = False  # conditions by inpainting (see objective.py)
+    sample_options = ("where", "temperature")
     sampling_nets = ("denoiser",)
 
     def __init__(self, cfg: Any, data_info: dict[str, Any]) -> None:
@@ -165,9 +166,12 @@ class TabDDPMObjective(TabularObjective):
     # --- sampling ---------------------------------------------------------------------------
 
     def _reverse(self, m: int, known: EncodedTable | None = None,
-                 known_num: torch.Tensor | None = None, known_cat: torch.Tensor | None = None
-                 ) -> EncodedTable:
-        """Ancestral sampling from t = T to 0; cells marked known are held to q(x_t | x_0)."""
+                 known_num: torch.Tensor | None = None, known_cat: torch.Tensor | None = None,
+                 temperature: float = 1.0) -> EncodedTable:
+        """Ancestral sampling from t = T to 0; cells marked known are held to q(x_t | x_0).
+        `temperature` divides the predicted categories' logits: a short fit leaves them too
+        flat (rare categories over-drawn: on Adult 27-28 % '>50K' against 24 %), and 0.8
+        lifts quality from ~0.94 to ~0.965 at a cost of up to 0.01 in TSTR F1."""
         net, dev = self.nets["denoiser"], self.device
         spans = self._spans(dev)
         was_training = net.training
@@ -193,7 +197,7 @@ class TabDDPMObjective(TabularObjective):
                                        * torch.randn_like(k0), xnum)
                     if spans.C:
                         xcat = torch.where(known_flat, spans.draw(self._q_probs(kc, t)), xcat)
-                xnum, xcat = self._reverse_step(net, xnum, xcat, step, t)
+                xnum, xcat = self._reverse_step(net, xnum, xcat, step, t, temperature)
                 if r + 1 < rounds and step > 1:  # back to level t: q(x_t | x_t-1)
                     a = self.alpha[step].to(dev)
                     xnum = a.sqrt() * xnum + (1 - a).sqrt() * torch.randn_like(xnum)
@@ -205,7 +209,8 @@ class TabDDPMObjective(TabularObjective):
         return EncodedTable(num.cpu(), cat.cpu())
 
     def _reverse_step(self, net: Any, xnum: torch.Tensor, xcat: torch.Tensor, step: int,
-                      t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                      t: torch.Tensor, temperature: float = 1.0
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """One ancestral step x_t -> x_t-1 of both processes."""
         spans, ab = self._spans(xnum.device), self.abar.to(xnum.device)
         out = net(torch.cat([xnum, xcat], 1), t).float()
@@ -220,16 +225,19 @@ class TabDDPMObjective(TabularObjective):
         xnum = mean + (var.sqrt() * torch.randn_like(xnum) if step > 1 else 0)
         # 2. categories: p(x_t-1 | x_t) with the predicted x0 probabilities
         if spans.C:
-            xcat = spans.draw(self._posterior(xcat, spans.log_softmax(logits).exp(), t))
+            p0 = spans.log_softmax(logits if temperature == 1.0 else logits / temperature).exp()
+            xcat = spans.draw(self._posterior(xcat, p0, t))
         return xnum, xcat
 
-    def _generate(self, m: int, cond: dict[int, int]) -> EncodedTable:
+    def _generate(self, m: int, cond: dict[int, int], temperature: float = 1.0
+                  ) -> EncodedTable:
         if not cond:
-            return self._reverse(m)
+            return self._reverse(m, temperature=temperature)
         known = EncodedTable(torch.zeros(m, self.n_num), torch.zeros(m, len(self.cards),
                                                                      dtype=torch.long))
         known_cat = torch.zeros(m, len(self.cards), dtype=torch.bool)
         for j, code in cond.items():
             known.cat[:, j], known_cat[:, j] = code, True
-        return self._reverse(m, known, torch.zeros(m, self.n_num, dtype=torch.bool), known_cat)
+        return self._reverse(m, known, torch.zeros(m, self.n_num, dtype=torch.bool), known_cat,
+                             temperature)
 
