@@ -134,6 +134,9 @@ def test_tables_csv_and_json(client, runs, tmp_path):
     check_record(saved(tmp_path, "t.json", doc.content), runs, "tab1", 1)
     again = client.post("/v1/generate", json={"model": "tab1", "n": 8, "seed": 1})
     assert rows_of(again.text).equals(frame)  # seeded: the same rows
+    for seed in ({}, {"seed": 2**63 - 1}):  # the server's fresh 63-bit seed, the largest given
+        resp = client.post("/v1/generate", json={"model": "tab1", "n": 8, **seed})
+        assert resp.status_code == 200 and len(rows_of(resp.text)) == 8, (seed, resp.text)
 
 
 def test_tables_where_and_caps(client):

@@ -82,7 +82,9 @@ class TabularObjective:
             m = min(chunk, n - start)
             with torch.random.fork_rng(devices=[] if self.device.type == "cpu" else
                                        [self.device]):
-                torch.manual_seed(seed * 1_000_003 + i)
+                # within torch's seed range for any seed (the server draws 63-bit ones);
+                # the same as seed * 1_000_003 + i for every seed below ~9e12
+                torch.manual_seed((seed * 1_000_003 + i) % 2**63)
                 rows = self._obeying(m, cond, where, knobs)
             rows.start = start
             yield rows
