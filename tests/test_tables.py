@@ -208,8 +208,10 @@ def test_cli_sample_where_and_complete(runs, tmp_path):
     assert result.exit_code == 0, result.output
     filled = pd.read_csv(tmp_path / "f.csv")
     assert filled["age"].notna().all() and filled.loc[0, "age"] == gaps.loc[0, "age"]
-    bad = runner.invoke(app, ["sample", str(runs["copula"]), "--where", "planet=Mars"])
+    bad = runner.invoke(app, ["sample", str(runs["copula"]), "--where", "planet=Mars",
+                              "--out", str(tmp_path / "bad.csv")])
     assert bad.exit_code == 2 and "not a generated column" in bad.output
+    assert not list(tmp_path.glob("*bad.csv*"))  # neither the file nor its temporary one
 
 
 def _category_entropy(frame: pd.DataFrame) -> float:

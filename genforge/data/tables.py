@@ -343,10 +343,14 @@ def write_table(frames: pd.DataFrame | Iterable[pd.DataFrame], path: Path,
     frames = [frames] if isinstance(frames, pd.DataFrame) else frames
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    if path.suffix == ".csv":
-        _write_csv(frames, tmp, schema)
-    else:
-        _write_parquet(frames, tmp, None)
+    try:  # the frames may be generated while they are written, and fail (a bad --where)
+        if path.suffix == ".csv":
+            _write_csv(frames, tmp, schema)
+        else:
+            _write_parquet(frames, tmp, None)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)
     if provenance is not None:  # CSV: a sidecar; Parquet: its key-value metadata
         from genforge.labelling import embed_provenance
