@@ -225,7 +225,7 @@ class TabDDPMObjective(TabularObjective):
         xnum = mean + (var.sqrt() * torch.randn_like(xnum) if step > 1 else 0)
         # 2. categories: p(x_t-1 | x_t) with the predicted x0 probabilities
         if spans.C:
-            p0 = spans.log_softmax(logits if temperature == 1.0 else logits / temperature).exp()
+            p0 = spans.log_softmax(logits / temperature).exp()  # / 1.0 is exact
             xcat = spans.draw(self._posterior(xcat, p0, t))
         return xnum, xcat
 
