@@ -277,11 +277,13 @@ def test_tabddpm_category_spans_match_per_column_ops():
     assert (drawn[:, 2] < 5).all() and (drawn[:, 3] < 2).all()
 
 
-@pytest.mark.parametrize("kind", ["tvae", "ctgan", "tabddpm"])
+@pytest.mark.parametrize("kind", ["tvae", "ctgan", "tabddpm", "tabddpm+target"])
 def test_dp_table_runs_record_their_epsilon(toy_csv, tmp_path, kind):
     """DP-SGD on every neural synthesizer: the spent epsilon stays within the target, the
     privatised nets are the ones that see real rows, and the model still samples."""
     gan = ["model.pac=1", "model.gp_weight=0"] if kind == "ctgan" else []
+    if kind == "tabddpm+target":  # the denoiser's class embedding is privatised too
+        kind, gan = "tabddpm", ["model.condition_on_target=true"]
     cfg = load_config("tables", [f"data.path={toy_csv}", "data.target=income",
                                  f"model.kind={kind}", *TINY, "privacy.epsilon=4",
                                  "privacy.delta=1e-4", *gan])
@@ -370,3 +372,39 @@ def test_tabddpm_steered_pass_with_resampling_holds_the_fixed_category(runs):
         torch.manual_seed(0)
         rows = objective._generate(40, {j: 1})
     assert rows.cat.shape[0] == 40 and (rows.cat[:, j] == 1).float().mean() >= 0.9
+
+
+def test_tabddpm_told_the_target_draws_it_by_its_frequencies(toy_csv, tmp_path):
+    """model.condition_on_target: the class is drawn from the training frequencies and the
+    denoiser is told it; a where-condition on the target fixes it without RePaint rounds."""
+    cfg = load_config("tables", [f"data.path={toy_csv}", "data.target=income",
+                                 "model.kind=tabddpm", "model.condition_on_target=true", *TINY])
+    model = genforge.load(genforge.train(cfg, out=tmp_path / "run").run_dir)
+    objective = model.objective
+    assert objective.nets["denoiser"].label.num_embeddings == 2
+    j = objective.target
+    freq = objective.info["stats"]["categorical"][j]["freq"]
+    rows = model.sample(3000, seed=0)
+    share = (rows["income"] == objective.codec.categorical[j]["categories"][1]).mean()
+    assert abs(share - freq[1]) < 0.03
+
+    calls: list[torch.Tensor] = []
+    net = objective.nets["denoiser"]
+    handle = net.register_forward_hook(lambda mod, args, out: calls.append(args[2].clone()))
+    try:
+        fixed = model.sample(40, seed=1, where="income=>50K")
+    finally:
+        handle.remove()
+    assert (fixed["income"] == ">50K").all()
+    assert len(calls) == objective.T  # one pass a step: the target is told, not inpainted
+    code = objective.codec.categorical[j]["categories"].index(">50K")
+    assert all((labels == code).all() for labels in calls)
+
+
+@pytest.mark.parametrize("target, shown", [("age", "age"), ("null", "None")])
+def test_tabddpm_condition_on_target_needs_a_categorical_target(toy_csv, tmp_path, target,
+                                                                 shown):
+    cfg = load_config("tables", [f"data.path={toy_csv}", f"data.target={target}",
+                                 "model.kind=tabddpm", "model.condition_on_target=true", *TINY])
+    with pytest.raises(ConfigError, match=f"data.target={shown} must name a categorical"):
+        genforge.train(cfg, out=tmp_path / "run")

@@ -43,6 +43,9 @@ class TabularConfig:
     schedule: Literal["cosine", "linear"] = "cosine"
     aux_weight: float = 0.2  # Adult, ~3000 steps: TSTR F1 0.34 at 0, 0.63-0.64 at 0.2
     resample: int = 5  # TabDDPM RePaint rounds per step for where-conditions too rare to reject
+    # TabDDPM: the denoiser is told the data's target class (data.target), drawn from its
+    # training frequencies when sampling, or fixed by a where-condition on it
+    condition_on_target: bool = False
     # all
     sample_chunk: int = 20000
     max_rejection_rounds: int = 50  # conditional sampling by rejection gives up after these

@@ -108,16 +108,22 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class Denoiser(nn.Module):
-    """TabDDPM's MLP: [x_num_t | one-hot x_cat_t] + time embedding -> [eps | x0 logits]."""
+    """TabDDPM's MLP: [x_num_t | one-hot x_cat_t] + time embedding (+ the target's class
+    embedding, when `classes`) -> [eps | x0 logits]."""
 
-    def __init__(self, d_in: int, hidden: int, layers: int, dropout: float) -> None:
+    def __init__(self, d_in: int, hidden: int, layers: int, dropout: float,
+                 classes: int = 0) -> None:
         super().__init__()
         self.d_time = 128
         self.time = nn.Sequential(nn.Linear(self.d_time, hidden), nn.SiLU(),
                                   nn.Linear(hidden, hidden))
+        self.label = nn.Embedding(classes, hidden) if classes else None
         self.proj = nn.Linear(d_in, hidden)
         self.body = mlp(hidden, 2 * hidden, layers, d_in, dropout)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.proj(x) + self.time(timestep_embedding(t, self.d_time))  # (B, hidden)
+        if self.label is not None:
+            h = h + self.label(labels)
         return self.body(torch.relu(h))

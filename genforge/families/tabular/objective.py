@@ -10,7 +10,9 @@ vector, TabDDPM's inpainting) or be ignored; rows that do not obey the whole con
 rejected afterwards, so samples obey it exactly. A synthesizer whose steering is not learned
 (`learned_conditioning = False`: TabDDPM's inpainting fixes the columns but the others do not
 follow them: 32 % "Husband" among rows fixed to sex=Female on Adult) samples freely and rejects
-while at least MIN_REJECTION_RATE of its rows obey, and steers only for rarer conditions.
+while at least MIN_REJECTION_RATE of its rows obey, and steers only for rarer conditions;
+`steers(cond)` may say so per condition (a TabDDPM told its target class steers for a condition
+on the target alone).
 Chunk i of a sample is seeded by (seed, i), so a long sample streams in bounded memory and
 its first chunk equals a short sample.
 """
@@ -94,7 +96,7 @@ class TabularObjective:
         if not cond["cat"] and not cond["num"]:
             return self._generate(m, cond["cat"], **knobs)
         kept_num, kept_cat, have, asked = [], [], 0, 0
-        steer = self.learned_conditioning
+        steer = self.steers(cond)
         for _ in range(self.cfg.max_rejection_rounds):
             rate = have / asked if asked else 1.0
             want = int(min(max((m - have) / max(rate, 1e-3) * 1.2, 64), 20 * self.cfg.sample_chunk))
@@ -109,6 +111,10 @@ class TabularObjective:
                 return EncodedTable(torch.cat(kept_num)[:m], torch.cat(kept_cat)[:m])
         raise ConfigError(f"where={where}: only {have} of {asked} generated rows obey it; too "
                           f"rare for this model to sample {m} rows (loosen the condition)")
+
+    def steers(self, cond: dict[str, Any]) -> bool:
+        """Whether `_generate` samples from p(rows | cond) itself for this condition."""
+        return self.learned_conditioning
 
     def _obeys(self, rows: EncodedTable, cond: dict[str, Any]) -> torch.Tensor:
         ok = torch.ones(len(rows), dtype=torch.bool, device=rows.cat.device)
