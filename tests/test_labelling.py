@@ -17,8 +17,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from genforge.cli import app
-from genforge.errors import ConfigError
-from genforge.labelling import build_record, describe, embed_provenance, read_provenance
+from genforge.errors import ConfigError, DataError
+from genforge.labelling import (
+    build_record,
+    describe,
+    embed_provenance,
+    label_bytes,
+    read_provenance,
+)
 from genforge.labelling import image_watermark as wm
 from genforge.labelling.formats import PNG_SIGNATURE, _png_chunk, _png_chunks, sidecar_path
 from genforge.labelling.text_watermark import (
@@ -102,6 +108,27 @@ def test_csv_header_comment_on_request(tmp_path):
     assert not sidecar_path(path).exists()
     assert read_provenance(path, key=KEY).status == "verified"
     assert pd.read_csv(path, comment="#")["a"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("kind", ["png", "json", "csv"])
+def test_label_bytes_is_what_embed_writes(kind, tmp_path):
+    """The server's in-memory labelling gives the bytes embed_provenance writes into the file
+    (csv: its comment form), and a reader verifies them."""
+    path = _write(kind, tmp_path / f"out.{kind}")
+    body, record = path.read_bytes(), _record()
+    labelled = label_bytes(f".{kind}", body, record, key=KEY)
+    embed_provenance(path, record, key=KEY, csv_comment=True)
+    assert labelled == path.read_bytes() and labelled != body
+    again = tmp_path / f"again.{kind}"
+    again.write_bytes(labelled)
+    assert read_provenance(again, key=KEY).status == "verified"
+
+
+def test_label_bytes_leaves_sidecar_forms_to_files(tmp_path):
+    assert label_bytes(".json", b'["a list"]', _record(), key=KEY) is None
+    assert label_bytes(".txt", b"ROMEO: hello", _record(), key=KEY) is None
+    with pytest.raises(DataError, match="PNG body: not a PNG file"):
+        label_bytes(".png", b"not a png", _record(), key=KEY)
 
 
 def _edit_png_record(path: Path, edit) -> None:

@@ -5,7 +5,7 @@ A low layer: it imports only genforge.errors / genforge.version, numpy, torch, P
 standard library (pyarrow only to label Parquet files), so every writer above may use it.
 """
 
-from genforge.labelling.formats import embed_provenance, read_provenance
+from genforge.labelling.formats import embed_provenance, label_bytes, read_provenance
 from genforge.labelling.provenance import (
     KEY_ENV,
     LABEL,
@@ -19,5 +19,5 @@ from genforge.labelling.provenance import (
 )
 
 __all__ = ["KEY_ENV", "LABEL", "Provenance", "build_record", "config_hash", "describe",
-           "embed_provenance", "file_hash", "read_provenance", "secret_key",
+           "embed_provenance", "file_hash", "label_bytes", "read_provenance", "secret_key",
            "using_key"]

@@ -13,6 +13,8 @@
 
 Records are inserted into the bytes of a file already written (PNG, JPEG, WAV), so any such
 file can be labelled, not only those genforge wrote; a second embedding replaces the first.
+`label_bytes` labels the in-file forms (PNG, a JSON object, CSV with its comment line) in
+memory, by the same code that `embed_provenance` runs on a file's bytes (the server's bodies).
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def record_from_xmp(packet: str) -> dict[str, Any] | None:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _png_chunks(data: bytes, path: Path) -> list[tuple[bytes, bytes]]:
+def _png_chunks(data: bytes, path: Path | str) -> list[tuple[bytes, bytes]]:
     if not data.startswith(PNG_SIGNATURE):
         raise DataError(f"{path}: not a PNG file (no PNG signature)")
     chunks, i = [], len(PNG_SIGNATURE)
@@ -122,8 +124,9 @@ def _png_ours(kind: bytes, body: bytes) -> bool:
 
 class PNG:
     @staticmethod
-    def _split(path: Path) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
-        chunks = _png_chunks(path.read_bytes(), path)
+    def _split(data: bytes, path: Path | str
+               ) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+        chunks = _png_chunks(data, path)
         return ([c for c in chunks if not _png_ours(*c)], [c for c in chunks if _png_ours(*c)])
 
     @staticmethod
@@ -131,17 +134,21 @@ class PNG:
         return _sha(b"".join(_png_chunk(k, b) for k, b in chunks))
 
     def embed(self, path: Path, record: Mapping[str, Any], key: bytes | None, **_: Any) -> Path:
-        chunks, _ = self._split(path)
+        _atomic_write(path, self.labelled(path.read_bytes(), record, key, path))
+        return path
+
+    def labelled(self, data: bytes, record: Mapping[str, Any], key: bytes | None,
+                 name: Path | str = "PNG body", **_: Any) -> bytes:
+        chunks, _ = self._split(data, name)
         sealed = seal(record, self._content(chunks), key)
         text = json.dumps(sealed, sort_keys=True, ensure_ascii=True)  # tEXt is Latin-1
         ours = [(b"tEXt", RECORD_KEY.encode() + b"\0" + text.encode("latin-1")),
                 (b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp_packet(sealed).encode())]
         chunks[1:1] = ours  # right after IHDR, so readers that stop at IDAT still see it
-        _atomic_write(path, PNG_SIGNATURE + b"".join(_png_chunk(k, b) for k, b in chunks))
-        return path
+        return PNG_SIGNATURE + b"".join(_png_chunk(k, b) for k, b in chunks)
 
     def read(self, path: Path, key: bytes | None) -> Provenance | None:
-        chunks, ours = self._split(path)
+        chunks, ours = self._split(path.read_bytes(), path)
         text = next((b.split(b"\0", 1)[1].decode("latin-1") for k, b in ours if k == b"tEXt"),
                     None)
         xmp = next((b.split(b"\0", 5)[5].decode("utf-8", "replace") for k, b in ours
@@ -358,10 +365,16 @@ class CSV(Sidecar):
             _atomic_write(path, data)  # a comment from an earlier labelling goes
             return super().embed(path, record, key)
         sidecar_path(path).unlink(missing_ok=True)  # one record per file: a stale sidecar goes
+        _atomic_write(path, self.labelled(data, record, key))
+        return path
+
+    def labelled(self, data: bytes, record: Mapping[str, Any], key: bytes | None,
+                 **_: Any) -> bytes:
+        """The body with its first line `# provenance: {...}` (the csv_comment form)."""
+        data = self._body(data)
         sealed = seal(record, _sha(data), key)
         line = CSV_COMMENT + json.dumps(sealed, sort_keys=True, ensure_ascii=False).encode()
-        _atomic_write(path, line + b"\n" + data)
-        return path
+        return line + b"\n" + data
 
     @staticmethod
     def _body(data: bytes) -> bytes:
@@ -384,13 +397,22 @@ class JSONDoc(Sidecar):
     FIELD = "provenance"
 
     def embed(self, path: Path, record: Mapping[str, Any], key: bytes | None, **_: Any) -> Path:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(doc, dict):
+        labelled = self.labelled(path.read_bytes(), record, key)
+        if labelled is None:
             return super().embed(path, record, key)
+        _atomic_write(path, labelled)
+        return path
+
+    def labelled(self, data: bytes, record: Mapping[str, Any], key: bytes | None,
+                 **_: Any) -> bytes | None:
+        """The document with its `provenance` field; None for a JSON that is not an object
+        (its record goes in a sidecar)."""
+        doc = json.loads(data.decode("utf-8"))
+        if not isinstance(doc, dict):
+            return None
         doc.pop(self.FIELD, None)
         doc[self.FIELD] = seal(record, _json_hash(doc), key)
-        _atomic_write(path, (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode())
-        return path
+        return (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode()
 
     def read(self, path: Path, key: bytes | None) -> Provenance | None:
         try:
@@ -427,6 +449,18 @@ def embed_provenance(path: str | Path, record: Mapping[str, Any], *,
     if not path.is_file():
         raise ConfigError(f"{path}: no such file to label")
     return handler_for(path).embed(path, record, secret_key(key), csv_comment=csv_comment)
+
+
+IN_MEMORY = {".png": PNG(), ".json": JSONDoc(), ".csv": CSV()}  # their csv_comment form
+
+
+def label_bytes(suffix: str, data: bytes, record: Mapping[str, Any], *,
+                key: str | bytes | None = None) -> bytes | None:
+    """`data`, the body of a file named *suffix, with `record` sealed into it, as
+    `embed_provenance(path, record, csv_comment=True)` writes that file; None where the record
+    would need a sidecar (any other suffix, a JSON that is not an object)."""
+    handler = IN_MEMORY.get(suffix.lower())
+    return None if handler is None else handler.labelled(data, record, secret_key(key))
 
 
 def read_provenance(path: str | Path, *, key: str | bytes | None = None) -> Provenance | None:

@@ -8,9 +8,10 @@ response body, so that a client who saves a body as a file can check it with
 | JSON (images, arrays, texts, series, tables, the SSE `done` event) | a `provenance` field |
 | CSV (tables, series)                 | a first line `# provenance: {...}`           |
 
-The bytes are labelled by the same functions the CLI's writers use (genforge.labelling), on a
-temporary file, so the two cannot drift apart; records are signed with the run's
-labelling.key or GENFORGE_WATERMARK_KEY when one is set, as the CLI signs them.
+The bytes are labelled by the same functions the CLI's writers use (genforge.labelling), so
+the two cannot drift apart: in memory (`label_bytes`, the code `embed_provenance` runs on a
+file's bytes) for every body above, on a temporary file for any other. Records are signed
+with the run's labelling.key or GENFORGE_WATERMARK_KEY when one is set, as the CLI signs them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from genforge.labelling import embed_provenance
+from genforge.labelling import embed_provenance, label_bytes
 
 Labeller = Callable[[str, bytes], bytes]  # (suffix, body) -> the labelled body
 
@@ -39,6 +40,11 @@ def labeller(model: Any, seed: int | None, **extra: Any) -> Labeller:
     key = model.labelling_key()
 
     def label(suffix: str, body: bytes) -> bytes:
+        # in memory: the temporary file's syscalls cost ~1 ms a response of the event loop's
+        # time, which a model step on the other thread waits for (GIL)
+        labelled = label_bytes(suffix, body, record, key=key)
+        if labelled is not None:
+            return labelled
         path = _scratch() / f"{uuid.uuid4().hex}{suffix}"
         try:
             path.write_bytes(body)
