@@ -350,6 +350,19 @@ def test_two_workers_share_one_port(runs):
         proc.wait(20)
 
 
+def test_a_serving_process_shortens_the_gil_switch_interval():
+    """Every serving process (one, each worker, each Ray replica) hands the GIL between the
+    model thread and the event loop every 0.5 ms, not every 5 (see server.GIL_SWITCH_S)."""
+    from genforge.serve.server import GIL_SWITCH_S, _threads
+
+    before = sys.getswitchinterval()
+    try:
+        _threads(None)
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_S) and before > GIL_SWITCH_S
+    finally:
+        sys.setswitchinterval(before)
+
+
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(live, tmp_path):
     exe = shutil.which("schemathesis") or str(Path(sys.executable).with_name("schemathesis"))
     if not Path(exe).exists():
