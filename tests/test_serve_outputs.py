@@ -32,7 +32,8 @@ AIRLINE = REPO / "data" / "timeseries" / "airline_passengers.csv"
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    """Tiny runs: images (a GAN, a DDPM), a char LM, a series model and a copula table."""
+    """Tiny runs: images (a GAN, a DDPM), a char LM, a series model, a copula table and a
+    TabDDPM told its target."""
     base = tmp_path_factory.mktemp("serve-out")
     specs = {"dcgan1": ("mnist-dcgan", "gan", []),
              "ddpm1": ("mnist-ddpm", "diffusion", []),
@@ -45,6 +46,10 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     cfg = genforge.load_config("tables", [f"data.path={csv}", "data.target=income",
                                           "model.kind=copula", *TINY_TABLE])
     out["tab1"] = genforge.train(cfg, out=base / "tab1").run_dir
+    cfg = genforge.load_config("tables", [f"data.path={csv}", "data.target=income",
+                                          "model.kind=tabddpm", "model.condition_on_target=true",
+                                          *TINY_TABLE])
+    out["tab2"] = genforge.train(cfg, out=base / "tab2").run_dir  # told its target class
     return out
 
 
@@ -157,14 +162,19 @@ async def _concurrently(app, bodies):
         return await asyncio.gather(*[c.post("/v1/generate", json=b) for b in bodies])
 
 
-def test_seeded_tables_are_the_same_batched_or_alone(models):
+@pytest.mark.parametrize("model", ["tab1", "tab2"])
+def test_seeded_tables_are_the_same_batched_or_alone(models, model):
     app = create_app(models=models, limits=Limits(**{**SMALL, "max_wait_ms": 200}))
-    bodies = [{"model": "tab1", "n": k, "seed": 20 + k, "format": "json"} for k in (1, 3, 5)]
+    where = {"where": "income=>50K"} if model == "tab2" else {}  # the told class, steered
+    bodies = [{"model": model, "n": k, "seed": 20 + k, "format": "json", **where}
+              for k in (1, 3, 5)]
     together = asyncio.run(_concurrently(app, bodies))
     for body, resp in zip(bodies, together, strict=True):
         alone = asyncio.run(_concurrently(app, [body]))[0]
         assert resp.json()["rows"] == alone.json()["rows"] and len(alone.json()["rows"]) == \
             body["n"]
+        if where:
+            assert {row["income"] for row in resp.json()["rows"]} == {">50K"}
 
 
 def test_complete_rows_fills_only_the_gaps(client, runs, tmp_path):
