@@ -23,7 +23,8 @@ class TabularConfig:
     latent_dim: TVAE latent and CTGAN noise size; pac: rows per PacGAN critic input;
     timesteps / schedule: TabDDPM's noise levels; aux_weight: weight of TabDDPM's auxiliary
     cross-entropy of the predicted categories (D3PM's hybrid loss; 0 = the KL alone);
-    sample_chunk: rows generated per pass.
+    condition_on_target: TabDDPM's denoiser is told the data.target class (drawn by its
+    training frequencies when sampling); sample_chunk: rows generated per pass.
     """
 
     kind: Literal["copula", "tvae", "ctgan", "tabddpm"] = "tabddpm"
