@@ -353,11 +353,11 @@ def test_two_workers_share_one_port(runs):
 def test_a_serving_process_shortens_the_gil_switch_interval():
     """Every serving process (one, each worker, each Ray replica) hands the GIL between the
     model thread and the event loop every 0.5 ms, not every 5 (see server.GIL_SWITCH_S)."""
-    from genforge.serve.server import GIL_SWITCH_S, _threads
+    from genforge.serve.server import GIL_SWITCH_S, configure_process
 
     before = sys.getswitchinterval()
     try:
-        _threads(None)
+        configure_process(None)
         assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_S) and before > GIL_SWITCH_S
     finally:
         sys.setswitchinterval(before)

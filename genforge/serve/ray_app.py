@@ -42,9 +42,9 @@ def build(model_dirs: list[str | Path], *, keys: str | Path | None = None,
     class GenforgeApp:
         def __init__(self) -> None:
             from genforge.serve.app import create_app
-            from genforge.serve.server import _threads
+            from genforge.serve.server import configure_process
 
-            _threads(threads)
+            configure_process(threads)
             self.genforge = create_app(dirs, keys=keys_path, limits=limits)  # (`app` is Ray's)
 
         @outer.api_route("/{path:path}", methods=["GET", "POST"], include_in_schema=False)

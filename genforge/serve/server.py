@@ -34,7 +34,7 @@ def app_from_env() -> Any:
     from genforge.serve.app import create_app
 
     settings = json.loads(os.environ[ENV])
-    _threads(settings["threads"])
+    configure_process(settings["threads"])
     return create_app(settings["model_dirs"], keys=settings["keys"],
                       limits=Limits(**settings["limits"]), cors_origins=settings["cors"])
 
@@ -59,7 +59,7 @@ def run(model_dirs: list[str | Path], *, host: str = "127.0.0.1", port: int = 80
     if workers == 1:
         from genforge.serve.app import create_app
 
-        _threads(threads)
+        configure_process(threads)
         app = create_app(model_dirs, keys=keys, limits=limits, cors_origins=cors_origins)
         uvicorn.run(app, host=host, port=port, log_level=log_level)
         return
@@ -75,7 +75,7 @@ def run(model_dirs: list[str | Path], *, host: str = "127.0.0.1", port: int = 80
                 workers=workers, log_level=log_level)
 
 
-def _threads(threads: int | None) -> None:
+def configure_process(threads: int | None) -> None:
     """Torch's threads of a serving process, and its GIL switch interval (GIL_SWITCH_S)."""
     sys.setswitchinterval(GIL_SWITCH_S)
     if threads is not None:
