@@ -121,6 +121,7 @@ class ARIMAForecaster:
 
     def __init__(self) -> None:
         self.chosen: list[tuple[dict, np.ndarray]] = []  # per column: (spec, parameters)
+        self.fits: list = []  # per column: the last call's statsmodels results (its model)
 
     def __call__(self, history: np.ndarray, *, horizon: int, period: int, n_paths: int,
                  seed: int = 0, log: bool = False, fit_rows: int | None = None) -> np.ndarray:
@@ -143,6 +144,7 @@ class ARIMAForecaster:
                     raise RuntimeError("no ARIMA candidate could be fitted")
                 self.chosen.append((spec, fit.params))
             self.chosen[j] = (spec, fit.params)
+            self.fits[j:j + 1] = [fit]
             forecast = fit.get_forecast(horizon, exog=future)
             mean = np.asarray(forecast.predicted_mean)  # (H,)
             sd = np.sqrt(np.asarray(forecast.var_pred_mean))  # (H,)

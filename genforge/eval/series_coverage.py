@@ -1,0 +1,90 @@
+"""How much a rolling-origin backtest's coverage moves by chance: the coverage of a perfect
+forecaster on the same origins, steps and columns.
+
+A backtest's empirical coverage is a mean of hit indicators that are far from independent:
+the errors of one forecast's steps share innovations, and consecutive origins forecast
+mostly the same rows. So a perfectly calibrated forecaster's 50 % interval may hold 0.35 or
+0.65 of a short test window, and "coverage within 5 points of nominal" is a statement about
+the window as much as about the forecaster.
+
+The oracle here knows the process: a linear one with MA(inf) weights psi (psi_0 = 1, e.g. a
+fitted ARIMA's impulse responses, integration included) driven by iid innovations eps. Its
+forecast from origin t misses row t + h by e(t, h) = sum_{j<=h} psi_j eps(t + h - j) (h from
+0), with sd_h = sqrt(sum_{j<=h} psi_j^2), and its central level-l interval holds the row when
+|e| / sd_h < z_{(1+l)/2}: by construction it is exactly calibrated. Simulating eps gives the
+distribution of its coverage on a given window: the band a calibrated forecaster lands in.
+Coverage depends on the errors only through |e| / sd_h, so the innovation scale, a
+monotone transform (log) and deterministic terms (trend, Fourier season) do not enter.
+
+    from genforge.eval.series_coverage import oracle_coverage
+    draws = oracle_coverage([psi], origins=[100, 101, 102], horizon=12, reps=20000)
+    draws[:, 0]   # (reps,) the oracle's 50 % coverage on that window, one per history
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import norm
+
+LEVELS = (0.5, 0.8, 0.95)
+
+
+def oracle_coverage(psi: Sequence[np.ndarray], origins: Sequence[int], horizon: int,
+                    levels: Sequence[float] = LEVELS, reps: int = 20000, seed: int = 0,
+                    chunk: int = 2000) -> np.ndarray:
+    """(reps, len(levels)): the oracle's coverage over every (origin, step, column), one row
+    per simulated innovation history. psi[d] (>= horizon weights, psi[d][0] = 1) is column
+    d's process; columns are simulated independently. Origins are row indices (the first
+    forecast row of each), in any order."""
+    if horizon < 1 or not origins or not psi:
+        raise ValueError("oracle_coverage needs a horizon >= 1, origins and one psi per column")
+    weights = []
+    for p in psi:
+        p = np.asarray(p, np.float64).ravel()
+        if len(p) < horizon or p[0] != 1.0:
+            raise ValueError(f"psi needs {horizon} weights starting at 1, got {p[:3]}...")
+        weights.append(p[:horizon])
+    first = min(origins)
+    offsets = np.asarray(origins) - first
+    span = int(offsets.max()) + horizon  # innovation rows that any forecast reaches
+    bounds = norm.ppf((1 + np.asarray(levels, np.float64)) / 2)  # (L,)
+    g = np.random.default_rng(seed)
+    hits = np.zeros((reps, len(levels)))
+    steps = np.arange(horizon)
+    for w in weights:
+        lag = steps[:, None] - steps[None, :]  # (H, H): step h takes eps(t + k), k <= h
+        toeplitz = np.where(lag >= 0, w[np.clip(lag, 0, None)], 0.0)
+        sd = np.sqrt(np.cumsum(w ** 2))  # (H,)
+        for start in range(0, reps, chunk):
+            eps = g.standard_normal((min(chunk, reps - start), span))
+            windows = np.stack([eps[:, o:o + horizon] for o in offsets], 1)  # (R, K, H)
+            z = np.abs(windows @ toeplitz.T) / sd  # (R, K, H)
+            hits[start:start + len(eps)] += (z[..., None] < bounds).sum((1, 2))
+    return hits / (len(origins) * horizon * len(weights))
+
+
+def within(draws: np.ndarray, levels: Sequence[float] = LEVELS, points: float = 5.0
+           ) -> np.ndarray:
+    """(reps,) bool: every level's coverage within `points` (0-100) of its nominal level."""
+    return (np.abs(draws - np.asarray(levels)) * 100 <= points + 1e-9).all(1)
+
+
+def band(draws: np.ndarray, mass: float = 0.9) -> np.ndarray:
+    """(len(levels), 2): the central `mass` interval of the oracle's coverage per level."""
+    tail = (1 - mass) / 2
+    return np.quantile(draws, [tail, 1 - tail], axis=0).T
+
+
+def p_value(draws: np.ndarray, coverage: Sequence[float], levels: Sequence[float] = LEVELS
+            ) -> float:
+    """The share of the oracle's draws at least as far from nominal as `coverage`: the
+    distance is the largest |coverage - level| over the levels, each in units of the
+    oracle's spread at that level (so one test covers all levels). A small value says the
+    forecaster's coverage is unlikely for a calibrated one on this window."""
+    nominal = np.asarray(levels, np.float64)
+    spread = np.maximum(draws.std(0), 1e-12)
+    observed = (np.abs(np.asarray(coverage, np.float64) - nominal) / spread).max()
+    distance = (np.abs(draws - nominal) / spread).max(1)
+    return float((distance >= observed - 1e-12).mean())
