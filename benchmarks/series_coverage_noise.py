@@ -35,22 +35,14 @@ LEVELS = (0.5, 0.8, 0.95)
 METHODS = ("genforge_refit_ensemble_online_aci", "ets", "arima", "seasonal_naive")
 
 
-def process_weights(name: str, values: np.ndarray, first_test: int, horizon: int
-                    ) -> tuple[list[np.ndarray], list[str]]:
-    """psi per column of the ARIMA the benchmark's baseline fits at the first test origin."""
-    from genforge.eval.series_baselines import ARIMAForecaster
-
-    spec = SERIES[name]
-    arima = ARIMAForecaster()
-    arima(values[:first_test], horizon=horizon, period=spec.get("fit_period", spec["period"]),
-          n_paths=2, log=spec["transform"] == "log", fit_rows=spec.get("fit_rows"))
-    psi = [np.asarray(fit.impulse_responses(steps=horizon - 1)).ravel() for fit in arima.fits]
-    models = [f"{fit.model.order}x{fit.model.seasonal_order}" for fit in arima.fits]
-    return psi, models
-
-
 def main() -> None:
-    from genforge.eval.series_coverage import band, oracle_coverage, p_value, within
+    from genforge.eval.series_coverage import (
+        arima_weights,
+        band,
+        oracle_coverage,
+        p_value,
+        within,
+    )
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--reps", type=int, default=20000, help="simulated histories per series")
@@ -66,7 +58,11 @@ def main() -> None:
             spec = SERIES[name]
             values, columns, _ = prepare(name, spec, Path(tmp))
             origins = protocol_of(spec).test_origins(len(values))
-            psi, models = process_weights(name, values, origins[0], spec["horizon"])
+            # the ARIMA the baseline fits at the first test origin stands in for the process
+            psi, models = arima_weights(values[:origins[0]], spec["horizon"],
+                                        spec.get("fit_period", spec["period"]),
+                                        log=spec["transform"] == "log",
+                                        fit_rows=spec.get("fit_rows"))
             draws = oracle_coverage(psi, origins, spec["horizon"], LEVELS, args.reps, seed)
             all_draws.append((draws, len(origins) * spec["horizon"] * len(columns)))
             lo_hi = band(draws)

@@ -98,6 +98,10 @@ def test_tiny_run_samples_paths_and_evaluates(tmp_path):
     m = metrics["metrics"]
     assert m["crps"] > 0 and m["seasonal_naive"]["mase"] == pytest.approx(2.4935, abs=1e-3)
     assert metrics["protocol"]["horizon"] == 24
+    noise = m["coverage_noise"]  # 24 held-out months: a calibrated forecaster's band is wide
+    assert noise["process"][0].startswith("SARIMAX") and 0.0 <= noise["p_value"] <= 1.0
+    (lo50, hi50), (lo80, hi80), (lo95, hi95) = noise["band_90"]
+    assert lo50 < 0.4 and hi50 > 0.6 and lo80 < 0.8 < hi80 and lo95 < 0.95 <= hi95
     paths = write_series_report(metrics, tmp_path / "eval")
     assert "Forecast of Passengers" in paths["report"].read_text()
     result = runner.invoke(app, ["eval", str(out), "--n", "10"])  # the CLI: into RUN/eval

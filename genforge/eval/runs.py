@@ -106,7 +106,14 @@ def evaluate_series_run(model: GenerativeModel, options: EvalOptions, out: str,
     paths = write_series_report(metrics, out, run_dir=model.path, info=model.data_info)
     keys = ("crps", "mase", "mase_relative_to_seasonal_naive", "coverage_50", "coverage_80",
             "coverage_95")
-    return [_line(metrics["metrics"], keys)], paths
+    lines = [_line(metrics["metrics"], keys)]
+    noise = metrics["metrics"]["coverage_noise"]
+    if "band_90" in noise:  # so that few held-out rows are not over-read
+        bands = ", ".join(f"{lv} {a:.2f}-{b:.2f}" for lv, (a, b)
+                          in zip(("50%", "80%", "95%"), noise["band_90"], strict=True))
+        lines.append(f"coverage a calibrated forecaster reaches on these rows 90% of the time: "
+                     f"{bands} (this run's coverage: p = {noise['p_value']:.2g})")
+    return lines, paths
 
 
 def evaluate_audio_run(model: GenerativeModel, options: EvalOptions, out: str,

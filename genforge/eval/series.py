@@ -8,7 +8,8 @@ seasonal-naive baseline, with the protocol recorded.
     seasonal naive: yhat_(T+h) = y_(T+h-km), the last observed value of the same season
     coverage at 50/80/95 % and the PIT histogram (flat when calibrated); a run trained with
     calibration rows is scored calibrated, its uncalibrated paths beside; where the tail
-    holds two horizons or more, rolling origins in it too (series_rolling)
+    holds two horizons or more, rolling origins in it too (series_rolling); for each, the
+    band a calibrated forecaster's coverage falls in on the same rows (series_coverage)
 
     from genforge.eval.series import evaluate_series
     metrics = evaluate_series(genforge.load("runs/airline-ar"), n_paths=200)
@@ -22,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from genforge.eval.series_coverage import coverage_noise
 from genforge.eval.series_scores import (  # also used by series_rolling and the baselines
     coverage,
     crps_samples,
@@ -73,8 +75,15 @@ def evaluate_series(model_or_run: Any, *, n_paths: int = 200, seed: int = 0,
             **{f"coverage_{round(100 * lv)}": coverage(raw, future, lv) for lv in LEVELS},
             "pit_histogram": pit_histogram(raw, future)}
         metrics["calibration"] = model.objective.calibration(horizon)
+    log = info.get("transform") == "log"
+    metrics["coverage_noise"] = coverage_noise(
+        past, [len(past)], horizon, period, [metrics[f"coverage_{round(100 * lv)}"]
+                                             for lv in LEVELS], log=log, seed=seed)
     rolling = rolling_origins(model, values, info, n_paths=n_paths, seed=seed)
     if rolling is not None:
+        rolling["coverage_noise"] = coverage_noise(
+            past, rolling["origins"], rolling["horizon"], period,
+            [rolling[f"coverage_{round(100 * lv)}"] for lv in LEVELS], log=log, seed=seed)
         metrics["rolling"] = rolling
     return {
         "format": "genforge-eval-v1", "kind": "series",
@@ -101,6 +110,12 @@ def evaluate_series(model_or_run: Any, *, n_paths: int = 200, seed: int = 0,
                            if calibrated else "none (data.calibration_length = 0)",
             "rolling": "where the tail holds 2 horizons or more: forecasts of the model's "
                        "horizon from every horizon/2 rows of the tail, given the real history",
+            "coverage_noise": "how far from nominal chance alone puts the coverage of so few "
+                              "held-out rows: the central 90% band of the coverage of an "
+                              "exactly calibrated forecaster of an ARIMA fitted to the rows "
+                              "before the tail, on the same origins (5000 simulated "
+                              "histories), and the measured coverage's p-value against it "
+                              "(genforge.eval.series_coverage)",
         },
         "examples": [],
         "paths_median": median.tolist(), "paths_q10": low.tolist(), "paths_q90": high.tolist(),

@@ -88,3 +88,35 @@ def p_value(draws: np.ndarray, coverage: Sequence[float], levels: Sequence[float
     observed = (np.abs(np.asarray(coverage, np.float64) - nominal) / spread).max()
     distance = (np.abs(draws - nominal) / spread).max(1)
     return float((distance >= observed - 1e-12).mean())
+
+
+def arima_weights(history: np.ndarray, horizon: int, period: int, log: bool = False,
+                  fit_rows: int | None = None) -> tuple[list[np.ndarray], list[str]]:
+    """psi (horizon weights) per column of the ARIMA that genforge's baseline fits to
+    `history` (T, D) (order by AIC among its candidates; genforge.eval.series_baselines),
+    and each model's name: a stand-in for the process that made the data."""
+    from genforge.eval.series_baselines import ARIMAForecaster
+
+    arima = ARIMAForecaster()
+    arima(history, horizon=horizon, period=period, n_paths=2, log=log, fit_rows=fit_rows)
+    psi = [np.asarray(fit.impulse_responses(steps=horizon - 1)).ravel()[:horizon] if horizon > 1
+           else np.ones(1) for fit in arima.fits]
+    names = [f"SARIMAX{fit.model.order}x{fit.model.seasonal_order}" for fit in arima.fits]
+    return psi, names
+
+
+def coverage_noise(history: np.ndarray, origins: Sequence[int], horizon: int, period: int,
+                   coverage: Sequence[float], log: bool = False, reps: int = 5000,
+                   seed: int = 0) -> dict:
+    """What the coverage measured on `origins` (levels LEVELS) means: the band a calibrated
+    forecaster of the ARIMA fitted to `history` lands in on the same origins, and the
+    p-value of the measured coverage against it. Empty-handed ({"skipped": why}) where no
+    ARIMA fits."""
+    try:
+        psi, names = arima_weights(history, horizon, period, log)
+    except (RuntimeError, ValueError, np.linalg.LinAlgError) as err:
+        return {"skipped": f"no ARIMA stand-in could be fitted ({err})"}
+    draws = oracle_coverage(psi, origins, horizon, LEVELS, reps, seed)
+    return {"process": names, "band_90": band(draws).round(3).tolist(),
+            "within_5_points_chance": round(float(within(draws).mean()), 3),
+            "p_value": round(p_value(draws, coverage), 3)}
