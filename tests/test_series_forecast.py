@@ -253,6 +253,12 @@ def test_eval_reports_coverage_pit_and_rolling_origins(calibrated_run, tmp_path)
     assert set(m["uncalibrated"]) >= {"crps", "coverage_80", "pit_histogram"}
     assert m["calibration"]["origins"] == [80]  # the tail's horizon 24 fills the 24 rows
     assert m["rolling"]["origins"] == [104, 107, 110, 113, 116, 119, 122]  # horizon 6
+    # each window's coverage beside the band a calibrated forecaster lands in on it: 42
+    # overlapping points spread less than the single 24-step tail
+    tail, rolled = m["coverage_noise"], m["rolling"]["coverage_noise"]
+    assert tail["process"] == rolled["process"]  # one ARIMA stand-in, fitted once
+    width = [[b - a for a, b in got["band_90"]] for got in (tail, rolled)]
+    assert width[1][0] < width[0][0] and width[1][1] < width[0][1]
     paths = write_series_report(result, tmp_path / "eval", info=model.data_info)
     assert "PIT histogram" in paths["report"].read_text()
 

@@ -75,16 +75,17 @@ def evaluate_series(model_or_run: Any, *, n_paths: int = 200, seed: int = 0,
             **{f"coverage_{round(100 * lv)}": coverage(raw, future, lv) for lv in LEVELS},
             "pit_histogram": pit_histogram(raw, future)}
         metrics["calibration"] = model.objective.calibration(horizon)
-    log = info.get("transform") == "log"
-    metrics["coverage_noise"] = coverage_noise(
-        past, [len(past)], horizon, period, [metrics[f"coverage_{round(100 * lv)}"]
-                                             for lv in LEVELS], log=log, seed=seed)
     rolling = rolling_origins(model, values, info, n_paths=n_paths, seed=seed)
+    windows, scored = [([len(past)], horizon)], [metrics]
     if rolling is not None:
-        rolling["coverage_noise"] = coverage_noise(
-            past, rolling["origins"], rolling["horizon"], period,
-            [rolling[f"coverage_{round(100 * lv)}"] for lv in LEVELS], log=log, seed=seed)
+        windows.append((rolling["origins"], rolling["horizon"]))
+        scored.append(rolling)
         metrics["rolling"] = rolling
+    noise = coverage_noise(past, windows, [[got[f"coverage_{round(100 * lv)}"] for lv in LEVELS]
+                                           for got in scored], period,
+                           log=info.get("transform") == "log", seed=seed)
+    for got, band_of in zip(scored, noise, strict=True):
+        got["coverage_noise"] = band_of
     return {
         "format": "genforge-eval-v1", "kind": "series",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "genforge": __version__,

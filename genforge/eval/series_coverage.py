@@ -105,18 +105,22 @@ def arima_weights(history: np.ndarray, horizon: int, period: int, log: bool = Fa
     return psi, names
 
 
-def coverage_noise(history: np.ndarray, origins: Sequence[int], horizon: int, period: int,
-                   coverage: Sequence[float], log: bool = False, reps: int = 5000,
-                   seed: int = 0) -> dict:
-    """What the coverage measured on `origins` (levels LEVELS) means: the band a calibrated
-    forecaster of the ARIMA fitted to `history` lands in on the same origins, and the
-    p-value of the measured coverage against it. Empty-handed ({"skipped": why}) where no
-    ARIMA fits."""
+def coverage_noise(history: np.ndarray, windows: Sequence[tuple[Sequence[int], int]],
+                   coverages: Sequence[Sequence[float]], period: int, log: bool = False,
+                   reps: int = 5000, seed: int = 0) -> list[dict]:
+    """What coverages measured on some windows ((origins, horizon) each, levels LEVELS) mean:
+    per window, the band a calibrated forecaster of the ARIMA fitted (once) to `history`
+    lands in on the same origins, and the p-value of the measured coverage against it.
+    {"skipped": why} per window where no ARIMA fits."""
     try:
-        psi, names = arima_weights(history, horizon, period, log)
+        psi, names = arima_weights(history, max(h for _, h in windows), period, log)
     except (RuntimeError, ValueError, np.linalg.LinAlgError) as err:
-        return {"skipped": f"no ARIMA stand-in could be fitted ({err})"}
-    draws = oracle_coverage(psi, origins, horizon, LEVELS, reps, seed)
-    return {"process": names, "band_90": band(draws).round(3).tolist(),
-            "within_5_points_chance": round(float(within(draws).mean()), 3),
-            "p_value": round(p_value(draws, coverage), 3)}
+        return [{"skipped": f"no ARIMA stand-in could be fitted ({err})"} for _ in windows]
+    out = []
+    for (origins, horizon), coverage in zip(windows, coverages, strict=True):
+        draws = oracle_coverage([p[:horizon] for p in psi], origins, horizon, LEVELS, reps,
+                                seed)
+        out.append({"process": names, "band_90": band(draws).round(3).tolist(),
+                    "within_5_points_chance": round(float(within(draws).mean()), 3),
+                    "p_value": round(p_value(draws, coverage), 3)})
+    return out
