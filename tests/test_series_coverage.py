@@ -53,3 +53,13 @@ def test_bad_weights_are_refused():
         oracle_coverage([np.ones(3)], [10], 5)
     with pytest.raises(ValueError, match="horizon"):
         oracle_coverage([np.ones(3)], [], 3)
+
+
+def test_p_values_of_calibrated_draws_are_near_uniform():
+    # the oracle's own coverages, scored against other draws of it, are rejected at the rate
+    # the p-value says (a test of the test)
+    draws = oracle_coverage([np.ones(10)], list(range(50, 66)), 10, LEVELS, reps=6000, seed=1)
+    reference, fresh = draws[:5000], draws[5000:]
+    p = np.asarray([p_value(reference, c) for c in fresh])
+    assert 0.06 <= (p < 0.1).mean() <= 0.15
+    assert 0.42 <= (p < 0.5).mean() <= 0.58
