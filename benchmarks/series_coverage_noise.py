@@ -103,6 +103,9 @@ def main() -> None:
     summary = {
         "oracle_all_six_within_5_points": float(np.prod([r["oracle_within_5_points"]
                                                          for r in out.values()])),
+        # how many of the six a perfect forecaster meets the target on: 0, 1, ..., 6
+        "oracle_series_within_5_points_distribution": count_distribution(
+            [r["oracle_within_5_points"] for r in out.values()]),
         "oracle_all_six_within_5_points_half_held_out": float(
             np.prod([r["half_held_out"]["oracle_within_5_points"] for r in out.values()])),
         "oracle_pooled_band_90": band(pooled).round(4).tolist(),
@@ -124,6 +127,16 @@ def main() -> None:
         "reps": args.reps, "levels": list(LEVELS), "series": out, "summary": summary,
         "seconds": round(time.perf_counter() - start, 1)}, indent=1) + "\n")
     print(json.dumps(summary, indent=1))
+
+
+def count_distribution(chances: list[float]) -> list[float]:
+    """P(k of the independent events happen), k = 0..len(chances)."""
+    dist = np.zeros(len(chances) + 1)
+    dist[0] = 1.0
+    for p in chances:
+        dist[1:] = dist[1:] * (1 - p) + dist[:-1] * p
+        dist[0] *= 1 - p
+    return dist.round(4).tolist()
 
 
 def _line(name: str, row: dict) -> str:
