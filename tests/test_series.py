@@ -22,6 +22,7 @@ from genforge.eval.series import (
     seasonal_naive,
     write_series_report,
 )
+from genforge.eval.series_coverage import arima_weights, oracle_coverage, p_value
 
 from conftest import REPO, SHARED_DATA, tiny
 
@@ -99,9 +100,16 @@ def test_tiny_run_samples_paths_and_evaluates(tmp_path):
     assert m["crps"] > 0 and m["seasonal_naive"]["mase"] == pytest.approx(2.4935, abs=1e-3)
     assert metrics["protocol"]["horizon"] == 24
     noise = m["coverage_noise"]  # 24 held-out months: a calibrated forecaster's band is wide
-    assert noise["process"][0].startswith("SARIMAX") and 0.0 <= noise["p_value"] <= 1.0
     (lo50, hi50), (lo80, hi80), (lo95, hi95) = noise["band_90"]
     assert lo50 < 0.4 and hi50 > 0.6 and lo80 < 0.8 < hi80 and lo95 < 0.95 <= hi95
+    # of the tail's own rows and coverage, on the log scale the run models (the same draws)
+    info = genforge.load(out).data_info
+    past = np.asarray(info["history"])[: info["train_rows"]]
+    psi, names = arima_weights(past, 24, 12, log=True)
+    draws = oracle_coverage(psi, [len(past)], 24, reps=5000, seed=0)
+    assert noise["process"] == names
+    assert noise["p_value"] == round(p_value(draws, [m[f"coverage_{lv}"] for lv in (50, 80, 95)]),
+                                     3)
     paths = write_series_report(metrics, tmp_path / "eval")
     assert "Forecast of Passengers" in paths["report"].read_text()
     result = runner.invoke(app, ["eval", str(out), "--n", "10"])  # the CLI: into RUN/eval

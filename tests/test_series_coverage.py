@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genforge.eval.series_coverage import band, oracle_coverage, p_value, within
+from genforge.eval.series_coverage import (
+    band,
+    coverage_noise,
+    oracle_coverage,
+    p_value,
+    within,
+)
 
 LEVELS = (0.5, 0.8, 0.95)
 
@@ -32,6 +38,32 @@ def test_overlapping_origins_of_a_persistent_process_spread_much_wider():
     assert two[:, 0].std() < walk[:, 0].std() * 0.8
 
 
+def test_matches_a_direct_simulation_of_the_errors():
+    # a step's error takes its own past innovations, psi_0 on the newest: e(t, h) =
+    # sum_j psi_j eps(t + h - j). The mean coverage cannot tell the weights' order (every
+    # step's spread is the same either way), but how the steps and origins move together
+    # can: psi = (1, 0, 0, 3) ties step 3 to step 0 through eps(t) (correlation 0.95;
+    # reversed weights: 0.32), so the coverage's spread over histories tells them apart
+    psi, origins, horizon, reps = np.asarray([1.0, 0.0, 0.0, 3.0]), [5, 7], 4, 40000
+    draws = oracle_coverage([psi], origins, horizon, LEVELS, reps=reps, seed=3)
+    np.testing.assert_allclose(draws.mean(0), LEVELS, atol=0.01)
+    eps = np.random.default_rng(4).standard_normal((reps, 20))
+    bounds = np.asarray([0.6744897501960817, 1.2815515655446004, 1.959963984540054])
+    hits = np.zeros((reps, 3))
+    for t in origins:
+        for h in range(horizon):
+            error = sum(psi[j] * eps[:, t + h - j] for j in range(h + 1))
+            sd = np.sqrt((psi[: h + 1] ** 2).sum())
+            hits += np.abs(error / sd)[:, None] < bounds
+    direct = hits / (len(origins) * horizon)
+    np.testing.assert_allclose(draws.std(0), direct.std(0), rtol=0.05)
+
+
+def test_coverage_noise_skips_what_it_cannot_fit():
+    got = coverage_noise(np.ones((2, 1)), [([2], 3, (0.5, 0.8, 0.95))], period=1)
+    assert list(got[0]) == ["skipped"] and "ARIMA" in got[0]["skipped"]
+
+
 def test_band_within_and_p_value():
     draws = oracle_coverage([np.ones(4)], list(range(20, 32)), 4, LEVELS, reps=5000)
     lo_hi = band(draws, 0.9)
@@ -41,7 +73,7 @@ def test_band_within_and_p_value():
     assert within(np.asarray([[0.54, 0.76, 0.95]])).all()
     assert not within(np.asarray([[0.56, 0.80, 0.95]])).any()
     assert p_value(draws, LEVELS) == 1.0  # exactly nominal: nothing is closer
-    assert p_value(draws, (0.0, 0.1, 0.2)) == 0.0
+    assert p_value(draws, (0.0, 0.1, 0.2)) == 1 / 5001  # beyond every draw
     mid = p_value(draws, lo_hi[:, 0])  # at the band's edge on every level
     assert 0.0 < mid < 0.2
 

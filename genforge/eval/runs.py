@@ -108,7 +108,7 @@ def evaluate_series_run(model: GenerativeModel, options: EvalOptions, out: str,
             "coverage_95")
     lines = [_line(metrics["metrics"], keys)]
     noise = metrics["metrics"]["coverage_noise"]
-    if "band_90" in noise:  # so that few held-out rows are not over-read
+    if "band_90" in noise:  # not skipped: say how much a coverage on so few rows can move
         bands = ", ".join(f"{lv} {a:.2f}-{b:.2f}" for lv, (a, b)
                           in zip(("50%", "80%", "95%"), noise["band_90"], strict=True))
         lines.append(f"coverage a calibrated forecaster reaches on these rows 90% of the time: "

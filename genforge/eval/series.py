@@ -76,16 +76,16 @@ def evaluate_series(model_or_run: Any, *, n_paths: int = 200, seed: int = 0,
             "pit_histogram": pit_histogram(raw, future)}
         metrics["calibration"] = model.objective.calibration(horizon)
     rolling = rolling_origins(model, values, info, n_paths=n_paths, seed=seed)
-    windows, scored = [([len(past)], horizon)], [metrics]
+    scored = [([len(past)], horizon, metrics)]  # each window: origins, horizon, its scores
     if rolling is not None:
-        windows.append((rolling["origins"], rolling["horizon"]))
-        scored.append(rolling)
         metrics["rolling"] = rolling
-    noise = coverage_noise(past, windows, [[got[f"coverage_{round(100 * lv)}"] for lv in LEVELS]
-                                           for got in scored], period,
-                           log=info.get("transform") == "log", seed=seed)
-    for got, band_of in zip(scored, noise, strict=True):
-        got["coverage_noise"] = band_of
+        scored.append((rolling["origins"], rolling["horizon"], rolling))
+    noise = coverage_noise(
+        past, [(origins, h, [got[f"coverage_{round(100 * lv)}"] for lv in LEVELS])
+               for origins, h, got in scored],
+        period, log=info.get("transform") == "log", levels=LEVELS, seed=seed)
+    for (_, _, got), band_of_window in zip(scored, noise, strict=True):
+        got["coverage_noise"] = band_of_window
     return {
         "format": "genforge-eval-v1", "kind": "series",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "genforge": __version__,
@@ -115,8 +115,9 @@ def evaluate_series(model_or_run: Any, *, n_paths: int = 200, seed: int = 0,
                               "held-out rows: the central 90% band of the coverage of an "
                               "exactly calibrated forecaster of an ARIMA fitted to the rows "
                               "before the tail, on the same origins (5000 simulated "
-                              "histories), and the measured coverage's p-value against it "
-                              "(genforge.eval.series_coverage)",
+                              "histories; columns independent, which narrows the band of "
+                              "correlated ones), and the measured coverage's p-value "
+                              "against it (genforge.eval.series_coverage)",
         },
         "examples": [],
         "paths_median": median.tolist(), "paths_q10": low.tolist(), "paths_q90": high.tolist(),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -121,7 +122,7 @@ class ARIMAForecaster:
 
     def __init__(self) -> None:
         self.chosen: list[tuple[dict, np.ndarray]] = []  # per column: (spec, parameters)
-        self.fits: list = []  # per column: the last call's statsmodels results (its model)
+        self.fits: list[Any] = []  # per column: the last call's SARIMAXResults (its model)
 
     def __call__(self, history: np.ndarray, *, horizon: int, period: int, n_paths: int,
                  seed: int = 0, log: bool = False, fit_rows: int | None = None) -> np.ndarray:
@@ -129,7 +130,7 @@ class ARIMAForecaster:
 
         z = _prepare(history, log, fit_rows)
         levels = (np.arange(n_paths) + 0.5) / n_paths
-        out = []
+        out, fits = [], []
         for j, column in enumerate(z.T):
             if j < len(self.chosen):
                 spec, start = self.chosen[j]
@@ -144,11 +145,12 @@ class ARIMAForecaster:
                     raise RuntimeError("no ARIMA candidate could be fitted")
                 self.chosen.append((spec, fit.params))
             self.chosen[j] = (spec, fit.params)
-            self.fits[j:j + 1] = [fit]
+            fits.append(fit)
             forecast = fit.get_forecast(horizon, exog=future)
             mean = np.asarray(forecast.predicted_mean)  # (H,)
             sd = np.sqrt(np.asarray(forecast.var_pred_mean))  # (H,)
             out.append(mean[None] + sd[None] * norm.ppf(levels)[:, None])  # (S, H)
+        self.fits = fits
         return _finish(np.stack(out, -1), log)
 
 
