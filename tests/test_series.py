@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import genforge
 from genforge.cli import app
 from genforge.data.series import SeriesDataConfig, load_series, scale, unscale
+from genforge.errors import DataError
 from genforge.eval.series import (
     crps_samples,
     evaluate_series,
@@ -77,6 +78,50 @@ def test_scaling_inverts_and_windows_carry_their_rows(monkeypatch):
         np.testing.assert_allclose(window.numpy(), expected, rtol=1e-5, atol=1e-6)
     halves = [data.stream(batch_size=4, seed=0, rank=r, world=2).next(1)[0].x for r in (0, 1)]
     assert torch.equal(torch.stack(halves, 1).flatten(0, 1), x)
+
+
+def test_sqrt_transform_inverts_and_keeps_counts_non_negative(tmp_path):
+    counts = np.asarray([[0.0], [4.0], [9.0], [1.0], [25.0], [16.0], [0.0], [36.0]] * 5)
+    path = tmp_path / "counts.csv"
+    path.write_text("t,n\n" + "".join(f"{i},{v[0]}\n" for i, v in enumerate(counts)))
+    for difference in (False, True):
+        cfg = SeriesDataConfig(path=str(path), transform="sqrt", difference=difference,
+                               period=1, test_length=8, window=4)
+        info = load_series(cfg).info()
+        z = torch.from_numpy(scale(counts[10:], info))[None]
+        last = torch.from_numpy(counts[10 if difference else 9])
+        np.testing.assert_allclose(unscale(z, last, info)[0].numpy(),
+                                   counts[11:] if difference else counts[10:], atol=1e-9)
+        below = torch.full_like(z, -50.0)  # far below any count: the inverse gives 0, not 2500
+        assert (unscale(below, last, info) == 0).all()
+    # a run on counts: its forecasts, widened by its calibration or not, stay counts (>= 0)
+    g = np.random.default_rng(0)
+    many = tmp_path / "many.csv"
+    level = 3 + 3 * np.sin(np.arange(160) / 4)  # a cycle down to 0
+    many.write_text("t,n\n" + "".join(f"{i},{v}\n" for i, v in enumerate(g.poisson(level))))
+    from genforge.api import train
+    from genforge.registry import load_config
+
+    cfg = load_config("airline-ar", [*tiny("series"), f"data.path={many}", "data.period=1",
+                                     "data.transform=sqrt", "data.test_length=12",
+                                     "data.calibration_length=24", "data.calibration_stride=4",
+                                     "log.sample_every=0"])
+    model = genforge.load(train(cfg, out=tmp_path / "counts").run_dir)
+    for calibrated in (True, False):
+        paths = model.sample(200, seed=0, horizon=12, calibrated=calibrated)
+        assert (paths >= 0).all() and torch.isfinite(paths).all()
+    from genforge.data.series_calibration import LEVELS as GRID
+
+    # factors 20x wide (as a badly over-confident model's might be) push the low paths far
+    # below 0 before the clamp
+    model.objective.keep_calibration({"levels": list(GRID), "factors": [20.0] * len(GRID)})
+    wide = model.sample(200, seed=0, horizon=12, calibrated=True)
+    assert (wide >= 0).all() and (wide == 0).any() and wide.max() > paths.max()
+    negative = tmp_path / "negative.csv"
+    negative.write_text("t,n\n0,1\n1,-2\n" + "".join(f"{i},3\n" for i in range(2, 40)))
+    with pytest.raises(DataError, match="data.transform=sqrt needs values >= 0.*'n'"):
+        load_series(SeriesDataConfig(path=str(negative), transform="sqrt", period=1,
+                                     test_length=4, window=4))
 
 
 @needs_series

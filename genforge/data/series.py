@@ -33,7 +33,9 @@ class SeriesDataConfig:
     The first column is the time index (kept as labels); the values are `columns` (comma
     separated) or every other numeric column. The last `test_length` rows are held out for
     evaluation; the model trains on windows of the rows before them. Values are transformed
-    (log), differenced if asked, then standardised with the training rows' mean and std.
+    (log; sqrt, the usual variance stabiliser of counts such as sunspot numbers, whose
+    swings grow with their level), differenced if asked, then standardised with the
+    training rows' mean and std.
     """
 
     dataset: str = "airline"  # a name for the record
@@ -41,7 +43,7 @@ class SeriesDataConfig:
     root: str | None = None
     columns: str | None = None  # e.g. "realgdp,realcons"; null = every numeric column
     period: int = 12  # seasonal period (12 monthly, 4 quarterly, 52 weekly; 1 = none)
-    transform: Literal["none", "log"] = "none"
+    transform: Literal["none", "log", "sqrt"] = "none"
     difference: bool = False  # model y_t - y_(t-1) (after the transform)
     test_length: int = 24  # held-out tail rows
     window: int = 48  # time steps a training window predicts
@@ -165,6 +167,10 @@ def load_series(cfg: SeriesDataConfig, data_root: str | Path | None = None) -> S
         bad = [c for j, c in enumerate(columns) if (values[:, j] <= 0).any()]
         raise DataError(f"{path}: data.transform=log needs positive values; column(s) {bad} "
                         "are not (use data.transform=none)")
+    if cfg.transform == "sqrt" and (values < 0).any():
+        bad = [c for j, c in enumerate(columns) if (values[:, j] < 0).any()]
+        raise DataError(f"{path}: data.transform=sqrt needs values >= 0; column(s) {bad} "
+                        "are not (use data.transform=none)")
     return SeriesData(cfg, times, columns, values, str(path))
 
 
@@ -199,8 +205,21 @@ def _is_number(text: str) -> bool:
 # --- the transform and its inverse, shared by training data and sampling ---
 
 
+def transformed(values: np.ndarray, transform: str) -> np.ndarray:
+    """data.transform on values (any shape): log, sqrt or none."""
+    values = np.asarray(values, np.float64)
+    return np.log(values) if transform == "log" else \
+        np.sqrt(values) if transform == "sqrt" else values
+
+
+def _untransformed(z: torch.Tensor, transform: str) -> torch.Tensor:
+    """The inverse of `transformed`; a sqrt model's negative values mean 0 (counts)."""
+    return z.exp() if transform == "log" else \
+        z.clamp(min=0) ** 2 if transform == "sqrt" else z
+
+
 def _transform(values: np.ndarray, transform: str, difference: bool) -> np.ndarray:
-    z = np.log(values) if transform == "log" else values
+    z = transformed(values, transform)
     return np.diff(z, axis=0) if difference else z
 
 
@@ -216,9 +235,9 @@ def unscale(z: torch.Tensor, last: torch.Tensor, info: dict[str, Any]) -> torch.
     std = torch.tensor(info["std"], dtype=z.dtype)
     y = z * std + mean  # (n, H, D)
     if info["difference"]:
-        base = torch.log(last) if info["transform"] == "log" else last
-        y = base.to(z.dtype) + y.cumsum(1)
-    return y.exp() if info["transform"] == "log" else y
+        base = torch.as_tensor(transformed(last.detach().cpu().numpy(), info["transform"]))
+        y = base.to(z) + y.cumsum(1)
+    return _untransformed(y, info["transform"])
 
 
 def write_paths(samples: torch.Tensor, out: Path | str, columns: list[str]) -> Path:

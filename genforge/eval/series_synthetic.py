@@ -31,10 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from genforge.data.series import transformed
+
 
 def stationary(values: np.ndarray, transform: str, difference: bool) -> np.ndarray:
     """values (..., T, D) -> the model's view (..., T or T - 1, D)."""
-    z = np.log(values) if transform == "log" else np.asarray(values, np.float64)
+    z = transformed(values, transform)
     return np.diff(z, axis=-2) if difference else z
 
 

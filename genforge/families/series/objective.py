@@ -88,7 +88,9 @@ class SeriesObjective:
         if not calibrated:
             return paths
         factors = self.calibration(horizon)
-        return torch.from_numpy(widen(paths.double().numpy(), factors)).float()
+        widened = torch.from_numpy(widen(paths.double().numpy(), factors)).float()
+        # widening around the median can push a count below 0, where sqrt's inverse cannot
+        return widened.clamp(min=0) if self.info["transform"] == "sqrt" else widened
 
     def keep_calibration(self, factors: dict[str, Any] | None) -> None:
         """Use widening factors fitted elsewhere (None: back to this run's own).
