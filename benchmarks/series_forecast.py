@@ -64,7 +64,7 @@ SERIES = {
     # an ~11-year cycle, not a season: the baselines fit it as ARMA / ETS without a season
     # (seasonal differencing at lag 11 forecasts it badly); scores keep m = 11
     "sunspots": dict(file="statsmodels_sunspots.csv", read={}, period=11, horizon=10,
-                     transform="none", difference=False, stride=2, cal_stride=5, window=33,
+                     transform="sqrt", difference=False, stride=2, cal_stride=5, window=33,
                      fit_period=1, origins=21),
     "nile": dict(file="statsmodels_nile.csv", read={}, period=1, horizon=10, transform="none",
                  difference=False, stride=1, cal_stride=2, window=24, origins=16),
