@@ -9,12 +9,15 @@ Default runs are 1-step trainings of the presets' full-size models (speed does n
 training): mnist-dcgan, mnist-ddpm (requests ask for --ddim-steps steps), shakespeare-char;
 --dcgan/--ddpm/--text name runs instead. The server runs in its own process (uvicorn, one
 worker, 127.0.0.1 only, --threads torch threads: 1 leaves the second core of a 2-core box to
-this load generator, httpx + asyncio). Image requests are seeded (a fresh seed per request)
-and join `GenerativeModel.session`s, the path that returns each seed's images bit for bit (a
-DDPM request joins the running reverse chain between steps); text requests are unseeded and
-join the running decoding between tokens (a seeded text runs alone, by design). Every
-cell stops sending after its share of --budget seconds (and --requests) and waits for the
-answers in flight. Writes benchmarks/results/serve_load.json and prints the table.
+this load generator, httpx + asyncio). Both float over the cores; with --pin the server gets
+its own --threads cores and the load generator the others, so that a lone request's server
+cannot borrow the load generator's idle core, as a loaded one cannot. Image requests
+are seeded (a fresh seed per request) and join `GenerativeModel.session`s, the path that
+returns each seed's images bit for bit (a DDPM request joins the running reverse chain
+between steps); text requests are unseeded and join the running decoding between tokens (a
+seeded text runs alone, by design). Every cell stops sending after its share of --budget
+seconds (and --requests) and waits for the answers in flight. Writes
+benchmarks/results/serve_load.json and prints the table.
 """
 
 from __future__ import annotations
@@ -70,15 +73,17 @@ MODELS = ("dcgan", "ddpm", "text")
 
 class Server:
     def __init__(self, runs: list[Path], batching: bool, max_batch: int, wait_ms: float,
-                 threads: int, chunk: int):
+                 threads: int, chunk: int, cpus: set[int] | None = None):
         self.port = free_port()
         limits = {"batching": batching, "max_batch": max_batch, "max_wait_ms": wait_ms,
                   "rate": 0, "max_n": 64, "max_queue": 4096, "chunk": chunk,
                   "timeout_s": 300.0}
         args = json.dumps({"runs": [str(r) for r in runs], "port": self.port,
                            "limits": limits, "threads": threads})
+        # cpus: the server's cores, set in the child before it starts any thread
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
         self.proc = subprocess.Popen([sys.executable, "-c", SERVER, args],
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=pin)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -147,12 +152,21 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads of the server")
     p.add_argument("--ddim-steps", type=int, default=10, help="steps of a DDPM request")
     p.add_argument("--tokens", type=int, default=32, help="max_new_tokens of a text request")
+    p.add_argument("--pin", action="store_true",
+                   help="give the server its own --threads cores and this load generator the "
+                        "others (Linux); unpinned, a lone request's server borrows the idle "
+                        "load generator's core and a loaded one cannot, so the cells differ "
+                        "in cores")
     p.add_argument("--smoke", action="store_true",
                    help="a few seconds: clients 1 and 8, 3 requests a cell (checks the script)")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks/results/serve_load.json")
     args = p.parse_args()
     if args.smoke:
         args.clients, args.requests, args.budget, args.ddim_steps = [1, 8], 3, 12.0, 2
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
+    server_cpus = set(cpus[-args.threads:]) if args.pin and len(cpus) > args.threads else None
+    if server_cpus:
+        os.sched_setaffinity(0, set(cpus) - server_cpus)  # this process: the load generator
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         runs = {kind: getattr(args, kind) or train_default_run(kind, Path(tmp))
@@ -164,7 +178,7 @@ def main() -> None:
         rows = []
         for batching in (False, True):
             server = Server(list(runs.values()), batching, args.max_batch, args.wait_ms,
-                            args.threads, args.chunk)
+                            args.threads, args.chunk, server_cpus)
             try:
                 for kind, run in runs.items():
                     body = {"model": run.resolve().name, **bodies[kind]}
@@ -183,6 +197,8 @@ def main() -> None:
         "command": " ".join(["python benchmarks/serve_load.py", *sys.argv[1:]]),
         "runs": {k: _rel(v) for k, v in runs.items()}, "ddim_steps": args.ddim_steps,
         "tokens": args.tokens, "wait_ms": args.wait_ms, "threads": args.threads,
+        "cores": {"server": sorted(server_cpus or cpus), "load_generator":
+                  sorted(set(cpus) - (server_cpus or set())) or cpus},
         "max_batch": args.max_batch, "chunk": args.chunk, "seconds_per_cell": seconds,
         "total_seconds": time.perf_counter() - start, "rows": rows, "targets": summary},
         indent=1) + "\n")
