@@ -165,8 +165,9 @@ def main() -> None:
         args.clients, args.requests, args.budget, args.ddim_steps = [1, 8], 3, 12.0, 2
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_setaffinity") else []
     server_cpus = set(cpus[-args.threads:]) if args.pin and len(cpus) > args.threads else None
+    load_cpus = set(cpus) - server_cpus if server_cpus else set(cpus)
     if server_cpus:
-        os.sched_setaffinity(0, set(cpus) - server_cpus)  # this process: the load generator
+        os.sched_setaffinity(0, load_cpus)  # this process: the load generator
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         runs = {kind: getattr(args, kind) or train_default_run(kind, Path(tmp))
@@ -197,8 +198,7 @@ def main() -> None:
         "command": " ".join(["python benchmarks/serve_load.py", *sys.argv[1:]]),
         "runs": {k: _rel(v) for k, v in runs.items()}, "ddim_steps": args.ddim_steps,
         "tokens": args.tokens, "wait_ms": args.wait_ms, "threads": args.threads,
-        "cores": {"server": sorted(server_cpus or cpus), "load_generator":
-                  sorted(set(cpus) - (server_cpus or set())) or cpus},
+        "cores": {"server": sorted(server_cpus or cpus), "load_generator": sorted(load_cpus)},
         "max_batch": args.max_batch, "chunk": args.chunk, "seconds_per_cell": seconds,
         "total_seconds": time.perf_counter() - start, "rows": rows, "targets": summary},
         indent=1) + "\n")

@@ -218,6 +218,12 @@ def _untransformed(z: torch.Tensor, transform: str) -> torch.Tensor:
         z.clamp(min=0) ** 2 if transform == "sqrt" else z
 
 
+def in_domain(values: torch.Tensor, transform: str) -> torch.Tensor:
+    """Values moved into what the transform's inverse can produce: a sqrt model's counts are
+    >= 0 (paths widened around their median may have left that range)."""
+    return values.clamp(min=0) if transform == "sqrt" else values
+
+
 def _transform(values: np.ndarray, transform: str, difference: bool) -> np.ndarray:
     z = transformed(values, transform)
     return np.diff(z, axis=0) if difference else z

@@ -54,8 +54,8 @@ def oracle_coverage(psi: Sequence[np.ndarray], origins: Sequence[int], horizon: 
     g = np.random.default_rng(seed)
     hits = np.zeros((reps, len(levels)))
     steps = np.arange(horizon)
+    lag = steps[:, None] - steps[None, :]  # (H, H): step h takes eps(t + k), k <= h
     for w in weights:
-        lag = steps[:, None] - steps[None, :]  # (H, H): step h takes eps(t + k), k <= h
         toeplitz = np.where(lag >= 0, w[np.clip(lag, 0, None)], 0.0)
         sd = np.sqrt(np.cumsum(w ** 2))  # (H,)
         for start in range(0, reps, chunk):

@@ -20,7 +20,7 @@ import torch
 from torch.distributions import Distribution, Normal, StudentT
 
 from genforge.config import ConfigError, TrainConfig
-from genforge.data.series import scale, unscale
+from genforge.data.series import in_domain, scale, unscale
 from genforge.data.series_calibration import fit_widening, widen
 from genforge.families.series.config import SeriesConfig
 from genforge.families.series.nets import SeriesNet
@@ -89,8 +89,7 @@ class SeriesObjective:
             return paths
         factors = self.calibration(horizon)
         widened = torch.from_numpy(widen(paths.double().numpy(), factors)).float()
-        # widening around the median can push a count below 0, where sqrt's inverse cannot
-        return widened.clamp(min=0) if self.info["transform"] == "sqrt" else widened
+        return in_domain(widened, self.info["transform"])
 
     def keep_calibration(self, factors: dict[str, Any] | None) -> None:
         """Use widening factors fitted elsewhere (None: back to this run's own).
