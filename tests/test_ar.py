@@ -164,6 +164,41 @@ def test_texts_joining_a_running_session_get_their_greedy_lone_texts(run, penalt
         assert got[ticket] == model.sample(n, seed=0, prompt=prompt, **options), ticket
 
 
+def _big_weights_lm(vocab: int, arch: str):
+    """Two layers and large weights: a wrongly visible or missing cache column changes the
+    logits by far more than float rounding (~1e-7)."""
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    special = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
+    if arch == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_positions=64, n_embd=32,
+                                          n_layer=2, n_head=2, initializer_range=0.5,
+                                          **special)).eval()
+    return LlamaForCausalLM(LlamaConfig(  # RoPE: positions live in the cached keys
+        vocab_size=vocab, max_position_embeddings=64, hidden_size=32, intermediate_size=64,
+        num_hidden_layers=2, num_attention_heads=2, initializer_range=0.5, **special)).eval()
+
+
+def _lone_scores(lm, tokenizer, prompts):
+    """Greedy options that record every step's scores, the list they go to, and each
+    prompt's scores decoded alone (6 steps)."""
+    from genforge.families.ar.generate import SamplingOptions, sample_texts
+
+    seen: list[torch.Tensor] = []
+
+    def record(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        seen.append(scores.clone())
+        return scores
+
+    options = SamplingOptions(max_new_tokens=6, temperature=0, logits_processors=[record])
+    alone = {}
+    for prompt in prompts:
+        sample_texts(lm, tokenizer, 1, seed=0, prompt=prompt, options=options)
+        alone[prompt], seen[:] = [scores[0] for scores in seen], []
+    return options, seen, alone
+
+
 @needs_text
 @pytest.mark.parametrize("arch,attention", [("gpt2", "sdpa"), ("gpt2", "eager"),
                                             ("llama", "sdpa")])
@@ -174,34 +209,12 @@ def test_joined_rows_logits_are_their_lone_logits(run, arch, attention):
     later, and the cache is compacted when the first row leaves. Each joined row's logits,
     at every step, are those of its text decoded alone, up to float rounding: attending to
     padding or to later prompt tokens, or a mask that lost its columns, would move them."""
-    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    from genforge.families.ar.generate import SamplingOptions, sample_texts
     from genforge.families.ar.session import TextSession
 
     tokenizer = genforge.load(run).objective.tokenizer
-    torch.manual_seed(0)  # two layers (the second reads the first's outputs at every
-    # position) and large weights: a wrongly visible column changes the logits by far more
-    # than the rounding (~1e-7)
-    special = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
-    lm = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32,
-                                    n_layer=2, n_head=2, initializer_range=0.5, **special)) \
-        if arch == "gpt2" else LlamaForCausalLM(LlamaConfig(  # RoPE: positions in the keys
-            vocab_size=len(tokenizer), max_position_embeddings=64, hidden_size=32,
-            intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-            initializer_range=0.5, **special))
-    lm.eval().set_attn_implementation(attention)
-    seen: list[torch.Tensor] = []
-
-    def record(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        seen.append(scores.clone())
-        return scores
-
-    options = SamplingOptions(max_new_tokens=6, temperature=0, logits_processors=[record])
-    alone = {}
-    for prompt in ("KING:", "A", "ROMEO:"):
-        sample_texts(lm, tokenizer, 1, seed=0, prompt=prompt, options=options)
-        alone[prompt], seen[:] = [scores[0] for scores in seen], []
+    lm = _big_weights_lm(len(tokenizer), arch)
+    lm.set_attn_implementation(attention)
+    options, seen, alone = _lone_scores(lm, tokenizer, ("KING:", "A", "ROMEO:"))
     session = TextSession(lm, tokenizer, options, seed=0)
     joined: dict[int, list[torch.Tensor]] = {2: [], 3: [], 4: []}
 
@@ -228,6 +241,64 @@ def test_joined_rows_logits_are_their_lone_logits(run, arch, attention):
         assert len(joined[ticket]) == len(alone[prompt]) == 6
         for step, (got, lone) in enumerate(zip(joined[ticket], alone[prompt], strict=True)):
             torch.testing.assert_close(got, lone, atol=1e-4, rtol=0, msg=f"{prompt} {step}")
+
+
+@needs_text
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_a_known_prompt_joins_from_the_prompt_cache_with_its_lone_logits(run, arch):
+    """A prompt run once (alone in an idle session, or joining a running one) is kept in the
+    model's PromptCache; a later request with it joins without any call for its prompt (the
+    step's only call is the running rows' next token), and its logits at every step are
+    those of its text decoded alone. The cache empties when the weights change in place and
+    keeps within its byte budget, least recently used out first."""
+    from genforge.families.ar.session import PromptCache, TextSession
+
+    tokenizer = genforge.load(run).objective.tokenizer
+    lm = _big_weights_lm(len(tokenizer), arch)
+    options, seen, alone = _lone_scores(lm, tokenizer, ("KING:", "ROMEO:"))
+    calls: list[tuple[int, ...]] = []
+    lm.register_forward_pre_hook(lambda m, a, k: calls.append(tuple(k["input_ids"].shape)),
+                                 with_kwargs=True)
+    cache = PromptCache()
+    session = TextSession(lm, tokenizer, options, seed=0, prompts=cache)
+    joined: dict[int, list[torch.Tensor]] = {3: [], 4: []}
+
+    def advance() -> None:
+        known = [r.ticket for rows in session._waiting for r in rows]
+        order = [r.ticket for r in session._running] + known  # all known: they join last
+        session.advance()
+        for row, ticket in enumerate(order):
+            if ticket in joined:
+                joined[ticket].append(seen[-1][row])
+
+    session.add(1, 1, "ROMEO:")  # alone in an idle session: remembered
+    advance()
+    session.add(2, 1, "KING:")  # joins a running row, in one call with it: remembered
+    advance()
+    assert len(cache) == 2
+    calls.clear()
+    session.add(3, 1, "ROMEO:")
+    session.add(4, 2, "KING:")
+    advance()
+    assert calls == [(2, 1)]  # rows 1 and 2's next token, and no prompt
+    while session.rows:
+        advance()
+    assert all(torch.isfinite(scores).all() for scores in seen)
+    for ticket, (n, prompt) in {3: (1, "ROMEO:"), 4: (2, "KING:")}.items():
+        assert len(joined[ticket]) == 6 * n  # each step records the request's n rows
+        for row in range(n):
+            got_row = joined[ticket][row::n]
+            for step, (got, lone) in enumerate(zip(got_row, alone[prompt], strict=True)):
+                torch.testing.assert_close(got, lone, atol=1e-4, rtol=0, msg=f"{prompt} {step}")
+
+    lm.load_state_dict(lm.state_dict())  # weights copied in place: maybe other weights
+    TextSession(lm, tokenizer, options, seed=0, prompts=cache)
+    assert len(cache) == 0
+    kv = [(torch.zeros(1, 2, 6, 16), torch.zeros(1, 2, 6, 16))] * 2  # two entries of this
+    cache.max_bytes = int(1.5 * (4 * kv[0][0].nbytes + 4 * len(tokenizer)))  # size: room for 1
+    cache.put([1, 2], kv, torch.zeros(len(tokenizer)))
+    cache.put([3, 4], kv, torch.zeros(len(tokenizer)))
+    assert len(cache) == 1 and cache.get([1, 2]) is None and cache.get([3, 4]) is not None
 
 
 @needs_text

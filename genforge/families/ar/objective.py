@@ -33,7 +33,7 @@ from genforge.families.ar.generate import (
     sample_texts,
 )
 from genforge.families.ar.nets import build_lm, quiet_transformers, token_logprobs
-from genforge.families.ar.session import TextSession
+from genforge.families.ar.session import PromptCache, TextSession
 from genforge.training.contract import Batch, StepContext, bare
 
 
@@ -49,6 +49,7 @@ class ARObjective:
         self.context = cfg.context or data_info["block_size"]
         self.nets = {"lm": build_lm(cfg, data_info["vocab_size"], self.context)}
         self.prompt = cfg.prompt
+        self._prompts: PromptCache | None = None  # made by the first sampling session
         self.defaults = SamplingOptions(
             max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
             top_p=cfg.top_p, repetition_penalty=cfg.repetition_penalty)
@@ -133,8 +134,11 @@ class ARObjective:
                                 repetition_penalty, stop, None)
         lm = bare(self.nets["lm"])
         lm.eval()  # a served model only samples
+        if self._prompts is None:  # shared by this model's sessions
+            self._prompts = PromptCache()
         return TextSession(lm, self.tokenizer, options,
-                           secrets.randbits(63) if seed is None else seed, self.prompt or "")
+                           secrets.randbits(63) if seed is None else seed, self.prompt or "",
+                           prompts=self._prompts)
 
     def _options(self, max_new_tokens: int | None, temperature: float | None,
                  top_k: int | None, top_p: float | None, repetition_penalty: float | None,

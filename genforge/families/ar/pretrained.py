@@ -33,6 +33,7 @@ class PretrainedObjective(ARObjective):
         self.tokenizer = tokenizer
         self.nets = {"lm": model}
         self.prompt = ""
+        self._prompts = None
         g = model.generation_config
         greedy = not g.do_sample  # transformers' meaning of do_sample=False
         self.defaults = SamplingOptions(
