@@ -16,7 +16,9 @@ are seeded (a fresh seed per request) and join `GenerativeModel.session`s, the p
 returns each seed's images bit for bit (a DDPM request joins the running reverse chain
 between steps); text requests are unseeded and join the running decoding between tokens (a
 seeded text runs alone, by design). Every cell stops sending after its share of --budget
-seconds (and --requests) and waits for the answers in flight. Writes
+seconds (and --requests) and waits for the answers in flight; with --rounds K a server's
+cells take turns K times, each a K-th of the cell's share, and each cell's latencies are
+pooled (so a lone request and a loaded one are timed over the same minutes). Writes
 benchmarks/results/serve_load.json and prints the table.
 """
 
@@ -127,10 +129,18 @@ async def load(url: str, body: dict, clients: int, requests: int, seconds: float
         start = time.perf_counter()
         await asyncio.gather(*[client() for _ in range(clients)])
         wall = time.perf_counter() - start
-    lat = np.asarray(latencies) * 1000
-    n = body.get("n", 1)
-    return {"clients": clients, "requests": len(lat), "errors": errors, "seconds": wall,
-            "requests_per_s": len(lat) / wall, "samples_per_s": len(lat) * n / wall,
+    return {"clients": clients, "latencies": latencies, "errors": errors, "seconds": wall,
+            "n": body.get("n", 1)}
+
+
+def pooled(parts: list[dict]) -> dict:
+    """One cell's figures over its rounds: throughput over their summed time, percentiles
+    over every latency."""
+    lat = np.asarray([x for p in parts for x in p["latencies"]]) * 1000
+    wall = sum(p["seconds"] for p in parts)
+    return {"clients": parts[0]["clients"], "rounds": len(parts), "requests": len(lat),
+            "errors": sum(p["errors"] for p in parts), "seconds": wall,
+            "requests_per_s": len(lat) / wall, "samples_per_s": len(lat) * parts[0]["n"] / wall,
             "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99))}
 
 
@@ -152,6 +162,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads of the server")
     p.add_argument("--ddim-steps", type=int, default=10, help="steps of a DDPM request")
     p.add_argument("--tokens", type=int, default=32, help="max_new_tokens of a text request")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run a server's cells this many times in turn (1, 8, 64 clients, 1, 8, "
+                        "...), each a share of its cell's time, and pool each cell's latencies: "
+                        "this machine's speed drifts by 20-30%% over minutes, and cells run one "
+                        "after the other compare a lone request and a loaded one at different "
+                        "speeds")
     p.add_argument("--pin", action="store_true",
                    help="give the server its own --threads cores and this load generator the "
                         "others (Linux); unpinned, a lone request's server borrows the idle "
@@ -183,11 +199,15 @@ def main() -> None:
             try:
                 for kind, run in runs.items():
                     body = {"model": run.resolve().name, **bodies[kind]}
+                    parts: dict[int, list[dict]] = {c: [] for c in args.clients}
+                    for _ in range(args.rounds):
+                        for clients in args.clients:
+                            parts[clients].append(asyncio.run(load(
+                                server.url, body, clients, max(1, args.requests // args.rounds),
+                                seconds / args.rounds, warmup=2, seeded=kind != "text")))
                     for clients in args.clients:
-                        cell = asyncio.run(load(server.url, body, clients, args.requests,
-                                                seconds, warmup=2, seeded=kind != "text"))
                         rows.append({"model": kind, "batching": batching,
-                                     "seeded": kind != "text", **cell})
+                                     "seeded": kind != "text", **pooled(parts[clients])})
                         print(_line(rows[-1]), flush=True)
             finally:
                 server.close()
@@ -198,6 +218,7 @@ def main() -> None:
         "command": " ".join(["python benchmarks/serve_load.py", *sys.argv[1:]]),
         "runs": {k: _rel(v) for k, v in runs.items()}, "ddim_steps": args.ddim_steps,
         "tokens": args.tokens, "wait_ms": args.wait_ms, "threads": args.threads,
+        "rounds": args.rounds,
         "cores": {"server": sorted(server_cpus or cpus), "load_generator": sorted(load_cpus)},
         "max_batch": args.max_batch, "chunk": args.chunk, "seconds_per_cell": seconds,
         "total_seconds": time.perf_counter() - start, "rows": rows, "targets": summary},
