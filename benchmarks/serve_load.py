@@ -167,7 +167,9 @@ def main() -> None:
                         "...), each a share of its cell's time, and pool each cell's latencies: "
                         "this machine's speed drifts by 20-30%% over minutes, and cells run one "
                         "after the other compare a lone request and a loaded one at different "
-                        "speeds")
+                        "speeds; each round has its own warm-up, new connections and "
+                        "end-of-round drain, and --requests is shared by the rounds (at least "
+                        "one each)")
     p.add_argument("--pin", action="store_true",
                    help="give the server its own --threads cores and this load generator the "
                         "others (Linux); unpinned, a lone request's server borrows the idle "

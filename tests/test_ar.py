@@ -248,9 +248,11 @@ def test_joined_rows_logits_are_their_lone_logits(run, arch, attention):
 def test_a_known_prompt_joins_from_the_prompt_cache_with_its_lone_logits(run, arch):
     """A prompt run once (alone in an idle session, or joining a running one) is kept in the
     model's PromptCache; a later request with it joins without any call for its prompt (the
-    step's only call is the running rows' next token), and its logits at every step are
-    those of its text decoded alone. The cache empties when the weights change in place and
-    keeps within its byte budget, least recently used out first."""
+    step's only call is the running rows' next token; none in an idle session), and its
+    logits at every step are those of its text decoded alone, also when the entry serves a
+    second time (nothing wrote into it). The cache empties when the weights change in place
+    or move to another dtype, and keeps within its byte budget, least recently used out
+    first."""
     from genforge.families.ar.session import PromptCache, TextSession
 
     tokenizer = genforge.load(run).objective.tokenizer
@@ -261,7 +263,7 @@ def test_a_known_prompt_joins_from_the_prompt_cache_with_its_lone_logits(run, ar
                                  with_kwargs=True)
     cache = PromptCache()
     session = TextSession(lm, tokenizer, options, seed=0, prompts=cache)
-    joined: dict[int, list[torch.Tensor]] = {3: [], 4: []}
+    joined: dict[int, list[torch.Tensor]] = {3: [], 4: [], 5: []}
 
     def advance() -> None:
         known = [r.ticket for rows in session._waiting for r in rows]
@@ -270,6 +272,13 @@ def test_a_known_prompt_joins_from_the_prompt_cache_with_its_lone_logits(run, ar
         for row, ticket in enumerate(order):
             if ticket in joined:
                 joined[ticket].append(seen[-1][row])
+
+    def lone_logits(ticket: int, n: int, prompt: str) -> None:
+        assert len(joined[ticket]) == 6 * n  # each step records the request's n rows
+        for row in range(n):
+            got_row = joined[ticket][row::n]
+            for step, (got, lone) in enumerate(zip(got_row, alone[prompt], strict=True)):
+                torch.testing.assert_close(got, lone, atol=1e-4, rtol=0, msg=f"{prompt} {step}")
 
     session.add(1, 1, "ROMEO:")  # alone in an idle session: remembered
     advance()
@@ -283,22 +292,32 @@ def test_a_known_prompt_joins_from_the_prompt_cache_with_its_lone_logits(run, ar
     assert calls == [(2, 1)]  # rows 1 and 2's next token, and no prompt
     while session.rows:
         advance()
+    calls.clear()
+    session.add(5, 1, "KING:")  # an idle session, a known prompt: its first token, no call
+    while session.rows:
+        advance()
+    assert calls == [(1, 1)] * 5
     assert all(torch.isfinite(scores).all() for scores in seen)
-    for ticket, (n, prompt) in {3: (1, "ROMEO:"), 4: (2, "KING:")}.items():
-        assert len(joined[ticket]) == 6 * n  # each step records the request's n rows
-        for row in range(n):
-            got_row = joined[ticket][row::n]
-            for step, (got, lone) in enumerate(zip(got_row, alone[prompt], strict=True)):
-                torch.testing.assert_close(got, lone, atol=1e-4, rtol=0, msg=f"{prompt} {step}")
+    for ticket, (n, prompt) in {3: (1, "ROMEO:"), 4: (2, "KING:"), 5: (1, "KING:")}.items():
+        lone_logits(ticket, n, prompt)
 
     lm.load_state_dict(lm.state_dict())  # weights copied in place: maybe other weights
-    TextSession(lm, tokenizer, options, seed=0, prompts=cache)
+    calls.clear()
+    session.add(6, 1, "ROMEO:")  # a running session notices at its next newcomer
+    advance()
+    ids = genforge.load(run).objective.encode_prompt("ROMEO:")
+    assert calls == [(1, len(ids))] and len(cache) == 1  # run again, and the only entry
+    cache.check(lm.double())
     assert len(cache) == 0
-    kv = [(torch.zeros(1, 2, 6, 16), torch.zeros(1, 2, 6, 16))] * 2  # two entries of this
-    cache.max_bytes = int(1.5 * (4 * kv[0][0].nbytes + 4 * len(tokenizer)))  # size: room for 1
+    kv = [(torch.zeros(1, 2, 6, 16), torch.zeros(1, 2, 6, 16))] * 2  # entries of this size:
+    cache.max_bytes = int(2.5 * (4 * kv[0][0].nbytes + 4 * len(tokenizer)))  # room for two
     cache.put([1, 2], kv, torch.zeros(len(tokenizer)))
     cache.put([3, 4], kv, torch.zeros(len(tokenizer)))
-    assert len(cache) == 1 and cache.get([1, 2]) is None and cache.get([3, 4]) is not None
+    cpu = torch.device("cpu")
+    assert cache.get([1, 2], cpu) is not None  # used: [3, 4] is now the least recently used
+    cache.put([5, 6], kv, torch.zeros(len(tokenizer)))
+    assert len(cache) == 2 and cache.get([3, 4], cpu) is None
+    assert cache.get([1, 2], cpu) is not None and cache.get([5, 6], cpu) is not None
 
 
 @needs_text

@@ -67,29 +67,32 @@ class PromptCache:
     it. At 8 staggered clients of shakespeare-char (one AVX2 thread) a step where a
     newcomer's prompt runs costs ~8 ms against ~5.5 ms, and every request lives through
     about 8 of them. Least recently used entries go first past `max_bytes`. An entry is
-    what a prompt run alone gives (a join in a batch gives the same up to float rounding),
-    and the cache empties itself when the model's weights change in place."""
+    what a prompt run alone gives (a join in a batch gives the same up to float rounding).
+    Sessions `check` the model before they look a prompt up: the cache empties itself when
+    the weights were written in place or moved to another device or dtype."""
 
     def __init__(self, max_bytes: int = 64 * 2**20) -> None:
         self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple, tuple[list[tuple[torch.Tensor, torch.Tensor]],
                                                 torch.Tensor, int]] = OrderedDict()
         self._bytes = 0
-        self._weights = -1
+        self._weights: tuple = ()
         self._lock = threading.Lock()  # sessions of one model may run on several threads
 
     def check(self, model: Any) -> None:
-        """Forget everything if the model's weights changed since the last check."""
-        version = sum(p._version for p in model.parameters())
+        """Forget everything if the model's weights changed since the last check: written in
+        place (their version counters), or moved to another device or dtype."""
+        params = list(model.parameters())
+        weights = (sum(p._version for p in params), params[0].device, params[0].dtype)
         with self._lock:
-            if version != self._weights:
+            if weights != self._weights:
                 self._entries.clear()
-                self._bytes, self._weights = 0, version
+                self._bytes, self._weights = 0, weights
 
-    def get(self, ids: list[int]) -> tuple[list[tuple[torch.Tensor, torch.Tensor]],
-                                           torch.Tensor] | None:
+    def get(self, ids: list[int], device: torch.device) -> tuple[
+            list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor] | None:
         """(per-layer (1, H, P, D) keys and values, (V,) logits) of `ids`, or None."""
-        key = _cache_key(ids)
+        key = _cache_key(ids, device)
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -99,10 +102,13 @@ class PromptCache:
 
     def put(self, ids: list[int], kv: list[tuple[torch.Tensor, torch.Tensor]],
             logits: torch.Tensor) -> None:
-        key = _cache_key(ids)
+        key = _cache_key(ids, logits.device)
         size = logits.nbytes + sum(k.nbytes + v.nbytes for k, v in kv)
         with self._lock:
-            if key in self._entries or size > self.max_bytes:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return
+            if size > self.max_bytes:
                 return
             self._entries[key] = ([(k.detach().clone(), v.detach().clone()) for k, v in kv],
                                   logits.detach().clone(), size)
@@ -115,10 +121,12 @@ class PromptCache:
         return len(self._entries)
 
 
-def _cache_key(ids: list[int]) -> tuple:
-    """A prompt's ids and the precision its cache was computed in (autocast or not)."""
-    autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
-    return tuple(ids), autocast
+def _cache_key(ids: list[int], device: torch.device) -> tuple:
+    """A prompt's ids, and the device and autocast precision its cache was computed in (a
+    model's device and dtype are the cache's own: `check`)."""
+    kind = torch.device(device).type
+    autocast = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else None
+    return tuple(ids), kind, autocast
 
 
 class TextSession:
@@ -128,8 +136,6 @@ class TextSession:
                  prompt: str = "", prompts: PromptCache | None = None) -> None:
         self.model, self.tokenizer, self.options = model, tokenizer, options
         self.prompts = prompts  # shared by the model's sessions; None: every prompt runs
-        if prompts is not None:
-            prompts.check(model)
         self.prompt = prompt  # for requests without one
         self.device = next(model.parameters()).device
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -239,11 +245,12 @@ class TextSession:
 
     def _known_prompts(self) -> list[tuple[list[_Row], tuple[list, torch.Tensor]]]:
         """Take the waiting requests whose prompt is in the prompt cache out of the queue."""
-        if self.prompts is None:
+        if self.prompts is None or not self._waiting:
             return []
+        self.prompts.check(self.model)  # a session may outlive a change of the weights
         known, unknown = [], []
         for rows in self._waiting:
-            entry = self.prompts.get(rows[0].prompt_ids)
+            entry = self.prompts.get(rows[0].prompt_ids, self.device)
             (unknown if entry is None else known).append(rows if entry is None else
                                                          (rows, entry))
         self._waiting = unknown
