@@ -212,12 +212,11 @@ class TextSession:
         self._waiting = []
         for rows, (kv, last) in known:  # 1. newcomers with a known prompt: its cache
             n = len(rows)
-            # views of the entry: _join copies them into the session's cache (clone: the
-            # session's first rows would otherwise be the entry itself)
-            copy = (lambda t: t.clone()) if not self._kv else (lambda t: t)
-            self._join([(copy(k.expand(n, -1, -1, -1)), copy(v.expand(n, -1, -1, -1)))
-                        for k, v in kv],
-                       torch.ones((n, kv[0][0].shape[2]), dtype=torch.long, device=self.device))
+            rows_kv = [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv]
+            if not self._kv:  # _join would keep these views of the entry as the cache itself
+                rows_kv = [(k.clone(), v.clone()) for k, v in rows_kv]  # (else its cat copies)
+            self._join(rows_kv, torch.ones((n, kv[0][0].shape[2]), dtype=torch.long,
+                                           device=self.device))
             self._running += rows
             logits.append(last.float().expand(n, -1))
         # 2. processors on each row's own ids, then the pick
@@ -251,8 +250,10 @@ class TextSession:
         known, unknown = [], []
         for rows in self._waiting:
             entry = self.prompts.get(rows[0].prompt_ids, self.device)
-            (unknown if entry is None else known).append(rows if entry is None else
-                                                         (rows, entry))
+            if entry is None:
+                unknown.append(rows)
+            else:
+                known.append((rows, entry))
         self._waiting = unknown
         return known
 
