@@ -5,8 +5,9 @@
     .venv/bin/python benchmarks/audio_fsdd.py --collect --budgets 1   # gather evals in --runs
 
 CPU-minutes are process CPU time, so a busy machine stretches the wall time by the share it
-gives: the recorded run (benchmarks/results/audio_fsdd.json) got about 5 % of a core per
-process under a load average of 20-28 on 2 cores, and was cut to its first budget.
+gives: the recorded run (benchmarks/results/audio_fsdd.json, budgets 3 and 8, both reached by
+both routes) got 11-19 % of a core per process (8 CPU-minutes in 2495-2589 s of wall time,
+`train_wall_s`), with load averages of 2-7 on 2 cores recorded before and after it.
 
 Each route (a preset) trains with `genforge train` in its own process until the process has
 used the first budget of CPU time (user + system, read from /proc, so a busy machine costs wall

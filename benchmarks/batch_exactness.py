@@ -1,6 +1,6 @@
 """Does a row's output depend on the batch it ran in? And does `sample_batch` make it not?
 
-    .venv/bin/python benchmarks/batch_exactness.py --threads 2
+    .venv/bin/python benchmarks/batch_exactness.py --threads 1   # as the committed JSON
 
 For preset-sized networks (weights as initialised with torch.manual_seed(0): kernel choice
 depends on shapes, not on trained values) of DCGAN, conditional DCGAN, MLP GAN, MLP VAE and a

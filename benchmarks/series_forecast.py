@@ -2,9 +2,9 @@
 ensemble) against seasonal-naive, ETS and ARIMA, scored by the same code; then synthetic
 series from the genforge models (ACF distance, discriminative score, train-on-synthetic).
 
-    .venv/bin/python benchmarks/series_forecast.py      # all: ~32 min, 1 core of a 2-core AVX2
+    .venv/bin/python benchmarks/series_forecast.py      # all: ~30 min, 1 core of a 2-core AVX2
     .venv/bin/python benchmarks/series_forecast.py --parts forecast --runs DIR --out X.json
-        # with trained runs kept in DIR: ~15 min at load 3 (the rolling origins and baselines)
+        # with trained runs kept in DIR: the rolling origins and baselines only
     .venv/bin/python benchmarks/series_forecast.py --parts none --merge X.json  # table, figures
     .venv/bin/python benchmarks/series_forecast.py --series airline,nile --seeds 1 --steps 100 \
         --out /tmp/sf.json                                               # smoke test
@@ -26,8 +26,9 @@ every test forecast whose truth ended before it (a deployed forecaster's growing
 _centered first moves the paths by the pool's median bias, _partial also pools the observed
 first steps of forecasts still running, _aci adds adaptive conformal inference (GAMMA per
 horizon of new truth). The headline, genforge_refit_ensemble_online_aci, was fixed on
-airline alone (centring there cut the 50 % coverage from 0.66 to 0.37: the calibration
-window's bias did not carry over) before the other five series were run this way.
+airline alone (centring there cuts the 50 % coverage from 0.70 to 0.33 in the committed
+results: the calibration window's bias did not carry over) before the other five series
+were run this way.
 The baselines refit at every test origin on all the rows before it (at most `fit_rows`), so
 they still see no less than genforge. Targets (issue 17): genforge coverage within 5 points
 of 50/80/95 % on every series; CRPS at or below the better of ETS and ARIMA on at least four

@@ -1,6 +1,8 @@
 """Watermark benchmark: robustness, false positives and quality cost, for images and text.
 
-    .venv/bin/python benchmarks/watermark.py                      # a few minutes on 2 cores
+    .venv/bin/python benchmarks/watermark.py                      # defaults: 64 + 200 images a size
+    .venv/bin/python benchmarks/watermark.py --images 32 --fpr-images 100 --texts 32 --windows 100
+        # what the committed results/watermark.json ran: 640 s on 2 cores
     .venv/bin/python benchmarks/watermark.py --images 16 --fpr-images 32 --texts 8   # smoke
 
 Images (genforge.labelling.image_watermark): hosts are CIFAR-10 test images (../shared, a
