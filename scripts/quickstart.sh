@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set everything up, then train the main job (mnist-cvae: a conditional VAE on the bundled
-# MNIST, one grid column per digit; 105 s of training on a 2-core AVX2 CPU) and say where the samples
+# MNIST, one grid column per digit; a few minutes on a 2-core CPU) and say where the samples
 # are. For sharper digits in more time: genforge train mnist-quick (a conditional DCGAN).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -189,8 +189,8 @@ class TabDDPMObjective(TabularObjective):
                  temperature: float = 1.0) -> EncodedTable:
         """Ancestral sampling from t = T to 0; cells marked known are held to q(x_t | x_0).
         `temperature` divides the predicted categories' logits: a short fit leaves them too
-        flat (rare categories over-drawn), and 0.8 lifts Adult's quality from 0.944 to 0.969
-        at a cost of 0.003 in TSTR F1. A denoiser told the target gets the known cells'
+        flat (rare categories over-drawn), so a value below 1 sharpens them (its effect on
+        Adult is not in a results file yet). A denoiser told the target gets the known cells'
         target class."""
         net, dev = self.nets["denoiser"], self.device
         spans = self._spans(dev)
