@@ -470,8 +470,9 @@ class SamplingSession:
                             strict=True)) if requests else []
         else:
             with self.model._autocast(self.precision):
-                done = [(t, self.model.output.decode(x, self.model.data_info))
-                        for t, x in self._chain.advance()]
+                ended = self._chain.advance()
+            # decoded outside autocast, as `sample` does: audio's Griffin-Lim in fp32
+            done = [(t, self.model.output.decode(x, self.model.data_info)) for t, x in ended]
         for ticket, _ in done:
             self._rows.pop(ticket, None)
         return done

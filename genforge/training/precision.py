@@ -59,6 +59,12 @@ def _warn_emulated(reason: str) -> None:
                   "use precision=auto or fp32", RuntimeWarning, stacklevel=3)
 
 
+def full_precision(device: str | torch.device) -> torch.autocast:
+    """A region computed in fp32 inside a bf16 autocast one: autocast would run its matrix
+    products in bf16 (sums of probabilities per column, a copula's correlated draws)."""
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
 def choose_precision(requested: str, device: str | torch.device = "cpu", *,
                      fp32_only: str | None = None) -> tuple[str, str]:
     """(fp32 or bf16, why): `auto` picks bf16 only where the hardware has it, and fp32 where
