@@ -198,15 +198,14 @@ def test_complete_in_bf16_keeps_what_was_given(runs, case, data_root):
     assert torch.equal(filled[..., :top, :], images[..., :top, :])  # the known half
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [c for c, (_, modality, *_) in CASES.items()
+                                  if modality != "images"])  # images: the test below
 def test_eval_in_bf16_records_it(runs, case, data_root, tmp_path, monkeypatch):
     from genforge.eval.pipeline import EvalOptions
     from genforge.eval.runs import evaluate_run
 
     monkeypatch.setenv("GENFORGE_CACHE", str(tmp_path / "cache"))
     modality = CASES[case][1]
-    if modality == "images":
-        pytest.skip("image eval in bf16 is tested in test_eval_images_in_bf16 (a classifier)")
     options = EvalOptions(n=12, precision="bf16", seed=0, progress=False,
                           data_root=str(data_root) if modality == "audio" else None)
     lines, paths = evaluate_run(str(runs[case]), options, out=str(tmp_path / "eval"))
@@ -216,8 +215,14 @@ def test_eval_in_bf16_records_it(runs, case, data_root, tmp_path, monkeypatch):
         assert metrics["run"]["precision"] == "bf16" and metrics["run"]["rows_sampled"] == 12
     else:
         assert metrics["precision"] == {"chosen": "bf16", "reason": "asked for"}
-    if modality == "series":
-        assert math.isfinite(metrics["metrics"]["crps"])
+    if modality == "series":  # the paths scored are the bf16 ones, not fp32 ones
+        from genforge.eval.series import evaluate_series
+
+        model, crps = genforge.load(runs[case]), {}
+        for precision in ("bf16", "fp32"):
+            model.precision = precision
+            crps[precision] = evaluate_series(model, n_paths=12, seed=0)["metrics"]["crps"]
+        assert metrics["metrics"]["crps"] == crps["bf16"] != crps["fp32"]
     if modality == "audio":
         assert 0.0 <= metrics["metrics"]["accuracy"]["accuracy"] <= 1.0
 
@@ -249,6 +254,11 @@ def test_eval_images_in_bf16(runs, case, classifier_file, tmp_path, monkeypatch)
     assert metrics["protocol"]["fake"]["precision"] == "bf16"
     assert metrics["features"]["domain"]["extractor"]["precision"] == "bf16"
     assert math.isfinite(metrics["features"]["domain"]["metrics"]["fid"])
+    from genforge.eval.stats import images_sha256
+
+    model = genforge.load(runs[case])
+    sha = {p: images_sha256(model.sample(16, seed=0, precision=p)) for p in ("bf16", "fp32")}
+    assert metrics["protocol"]["fake"]["images_sha256"] == sha["bf16"]  # sampled in bf16
 
 
 SERVE_BODY = {"images": {"n": 2, "seed": 5, "format": "array"}, "series": {"n": 2, "seed": 5,
