@@ -7,6 +7,9 @@ times slower. Also: precision=auto under DP-SGD resolves to fp32; an explicit bf
 bf16 keeps 8 bits of mantissa (a relative rounding of 2^-9 ~ 0.2 % per operation), so samples
 from the same weights and noise agree with fp32 ones to a few percent of their range, not
 bit for bit; the tolerances below say how much for each modality.
+
+Cost: about 40 CPU-seconds with bf16 emulated as on an AVX2 machine (ONEDNN_MAX_CPU_ISA=AVX2
+ATEN_CPU_CAPABILITY=avx2, which makes a bf16 matrix product ~30x slower than fp32 here).
 """
 
 from __future__ import annotations
