@@ -89,6 +89,9 @@ class GenerativeModel:
         self.modality = modality or (cfg.modality if cfg and cfg.modality else
                                      data_info.get("kind", "images"))
         self.output = get_modality(self.modality).make_output()
+        # what sample, complete and their kin compute in when a call does not say: auto
+        # (bf16 where the hardware has it), fp32 or bf16; `genforge eval --precision` sets it
+        self.precision = "auto"
 
     @property
     def num_classes(self) -> int:
@@ -127,14 +130,15 @@ class GenerativeModel:
         return [o for o in FAMILIES[self.family].options() if taken is None or o.name in taken]
 
     def sample(self, n: int, *, seed: int = 0, label: Any = None,
-               watermark: str | bytes | None = None, precision: str = "auto",
+               watermark: str | bytes | None = None, precision: str | None = None,
                **options: Any) -> Any:
         """n samples as the modality gives them: images uint8 (n, C, H, W), texts a list of
         str, series paths (n, horizon, D). `label` (one int or n) conditions a conditional
         model; `options` are the family's own (a sampler, a prompt, ...). `watermark` (a
         secret) marks text as it is sampled (green-list logits); images are marked by
         `write(..., watermark=...)`, the file being what carries the mark. `precision`: auto
-        (bf16 where the hardware computes it natively, else fp32), fp32 or bf16."""
+        (bf16 where the hardware computes it natively, else fp32), fp32 or bf16; None: the
+        model's `precision`."""
         self.check_count(n)
         if watermark is not None:
             if self.modality != "text":
@@ -165,7 +169,7 @@ class GenerativeModel:
         return self.merges_requests or hasattr(self.objective, "sampling_session")
 
     def sample_batch(self, requests: list[dict[str, Any]], *, chunk: int = EXACT_CHUNK,
-                     precision: str = "auto") -> list[Any]:
+                     precision: str | None = None) -> list[Any]:
         """The samples of several requests, one list entry per request, from as few forward
         passes as their options allow. A request is {"n", "seed", "label" (optional),
         **options}, as `sample` takes them; requests with other options, or with and
@@ -190,7 +194,8 @@ class GenerativeModel:
                 out[i] = result
         return out
 
-    def _merged(self, requests: list[dict[str, Any]], chunk: int, precision: str) -> list[Any]:
+    def _merged(self, requests: list[dict[str, Any]], chunk: int,
+                precision: str | None) -> list[Any]:
         """One forward pass for requests of one group (same options, labels all or none)."""
         def split(req: dict[str, Any]) -> tuple[int, int, Any, dict[str, Any]]:
             rest = {k: v for k, v in req.items() if k not in ("n", "seed", "label")}
@@ -223,7 +228,7 @@ class GenerativeModel:
         return out
 
     def session(self, options: dict[str, Any] | None = None, *, chunk: int = EXACT_CHUNK,
-                precision: str = "auto") -> SamplingSession:
+                precision: str | None = None) -> SamplingSession:
         """A sampling call that requests (with these options) join and leave between its
         steps: continuous batching, for a server. An image request gets bit for bit what
         `sample_batch([request], chunk=chunk)` gives it, whenever it joined; a text request
@@ -236,13 +241,14 @@ class GenerativeModel:
             raise ConfigError(f"chunk={chunk}: must be >= 1 rows")
         return SamplingSession(self, dict(options or {}), chunk, precision)
 
-    def _autocast(self, precision: str) -> Any:
-        """bf16 autocast where `precision` resolves to it on this model's device."""
+    def _autocast(self, precision: str | None = None) -> Any:
+        """bf16 autocast where `precision` (None: the model's) resolves to it on this model's
+        device. Only the networks compute in bf16: families cast their outputs to fp32."""
         from genforge.training.precision import choose_precision
 
         device = next((p.device for net in self.objective.nets.values()
                        for p in net.parameters()), torch.device("cpu"))
-        chosen, _ = choose_precision(precision, device)
+        chosen, _ = choose_precision(precision or self.precision, device)
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=chosen == "bf16")
 
     def check_count(self, n: int) -> None:
@@ -270,7 +276,12 @@ class GenerativeModel:
         if not hasattr(self.objective, "iter_sample"):
             raise ConfigError(f"{self.path}: {self.modality} samples do not come in chunks")
         _check_options(self.objective.iter_sample, options, self.family)
-        for part in self.objective.iter_sample(n, seed=seed, chunk=chunk, **options):
+        parts = self.objective.iter_sample(n, seed=seed, chunk=chunk, **options)
+        while True:
+            with self._autocast():  # not across a yield: the caller's code stays outside
+                part = next(parts, None)
+            if part is None:
+                return
             yield self.output.decode(part, self.data_info)
 
     def complete_rows(self, rows: Any, *, seed: int = 0) -> Any:
@@ -281,7 +292,9 @@ class GenerativeModel:
         if self.modality != "tables":
             raise ConfigError(f"{self.path}: rows are completed by tables models, not "
                               f"{self.modality}")
-        return self.objective.complete(read_rows(rows, self.data_info), seed=seed)
+        given = read_rows(rows, self.data_info)
+        with self._autocast():
+            return self.objective.complete(given, seed=seed)
 
     def stream_text(self, *, seed: int = 0, **options: Any) -> Iterator[str]:
         """A text model's sample, piece by piece as its tokens come (the prompt first)."""
@@ -382,8 +395,10 @@ class GenerativeModel:
                             f"{s}, {s})")
         _check_options(self.objective.complete, options, self.family)
         m = make_mask(mask, tuple(x.shape), seed=seed) if isinstance(mask, str) else mask.bool()
-        filled = self.objective.complete(to_model_range(x), m, seed=seed,
-                                         condition=self._labels(label, x.shape[0]), **options)
+        with self._autocast():
+            filled = self.objective.complete(to_model_range(x), m, seed=seed,
+                                             condition=self._labels(label, x.shape[0]),
+                                             **options)
         return from_model_range(filled)
 
 
@@ -404,7 +419,7 @@ class SamplingSession:
     """
 
     def __init__(self, model: GenerativeModel, options: dict[str, Any], chunk: int,
-                 precision: str) -> None:
+                 precision: str | None) -> None:
         options = {k: v for k, v in options.items() if k not in PER_REQUEST}
         self.model, self.options, self.chunk, self.precision = model, options, chunk, precision
         self.text = model.modality == "text"
@@ -455,8 +470,9 @@ class SamplingSession:
                             strict=True)) if requests else []
         else:
             with self.model._autocast(self.precision):
-                done = [(t, self.model.output.decode(x, self.model.data_info))
-                        for t, x in self._chain.advance()]
+                ended = self._chain.advance()
+            # decoded outside autocast, as `sample` does: audio's Griffin-Lim in fp32
+            done = [(t, self.model.output.decode(x, self.model.data_info)) for t, x in ended]
         for ticket, _ in done:
             self._rows.pop(ticket, None)
         return done

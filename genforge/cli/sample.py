@@ -33,6 +33,7 @@ def sample(run: str, n: int | None, seed: int, label: int | None, out: str | Non
     with user_errors():
         options = {k: SAMPLE_OPTIONS[k].check(v) for k, v in options.items()}
         model = load(run, device=device)
+        model.precision = precision  # tables sample in chunks, outside `sample`
         out = out or model.output.default_out
         n = n if n is not None else model.output.default_n
         if model.modality != "text" and (stream or out == "-"):
@@ -47,7 +48,7 @@ def sample(run: str, n: int | None, seed: int, label: int | None, out: str | Non
                 raise ConfigError("--label: tables models are conditioned with --where")
             samples = model.sample_chunks(n, seed=seed, **options)
         else:
-            samples = model.sample(n, seed=seed, label=label, precision=precision,
+            samples = model.sample(n, seed=seed, label=label,
                                    watermark=key if model.modality == "text" else None,
                                    **options)
         if out != "-":
@@ -165,6 +166,8 @@ def complete(
     show_input: Annotated[bool, typer.Option(help="Rows of original, masked, filled.")] = False,
     no_provenance: Annotated[bool, typer.Option(
         "--no-provenance", help="Write no provenance record (on by default).")] = False,
+    precision: Annotated[str, typer.Option(
+        help="auto (bf16 where the hardware has it, else fp32), fp32 or bf16.")] = "auto",
 ):
     """Fill in the masked pixels of images: a VAE optimises or iterates its latent, a diffusion
     model keeps the known pixels at every noise level (RePaint resampling by default)."""
@@ -172,6 +175,7 @@ def complete(
 
     with user_errors():
         model = load(run)
+        model.precision = precision
         if model.modality == "tables":
             rows = _complete_rows(model, input, out, seed, no_provenance)
     if model.modality == "tables":

@@ -145,6 +145,7 @@ def run_sets(run: str | Path,
     from genforge.api import load
 
     model = load(run)
+    model.precision = options.precision  # sampling too, not only the feature extractors
     if model.modality != "images":
         raise ConfigError(f"{run}: a {model.modality} model; image metrics need images")
     dataset = model.data_info.get("dataset")
@@ -156,6 +157,7 @@ def run_sets(run: str | Path,
         "source": "run", "run": str(run), "step": model.step, "family": model.family,
         "preset": model.config.preset, "n": options.n, "seed": options.seed,
         "sampling": "GenerativeModel.sample(n, seed=seed, label=labels)",
+        "precision": options.precision,
         "labels": f"label of sample i = i mod {k}" if k else None,
         "images_sha256": images_sha256(images)}, labels=labels, dataset=dataset)
     if options.real is None and dataset not in SOURCES:

@@ -42,6 +42,7 @@ def evaluate_run(run: str, options: EvalOptions, out: str | None = None,
                  n_given: bool = True) -> tuple[list[str], dict[str, Path]]:
     """Evaluate the run folder `run` by its modality; (summary lines, written paths)."""
     model = load(run)
+    model.precision = options.precision  # the samples are made in the precision recorded
     if model.modality not in EVALUATORS:
         raise ConfigError(f"{run}: no evaluation for {model.modality} models yet")
     module, _, name = EVALUATORS[model.modality].partition(":")
@@ -93,6 +94,7 @@ def evaluate_text_run(model: GenerativeModel, options: EvalOptions, out: str,
 
     metrics = evaluate_text(model, n_samples=options.n if n_given else 64, seed=options.seed,
                             data_root=options.data_root)
+    metrics["precision"] = _precision(options)
     paths = write_text_report(metrics, out, run_dir=model.path)
     keys = ("val_loss", "perplexity", "bits_per_char", "distinct_2", "copy_rate_8")
     return [_line(metrics["metrics"], keys)], paths
@@ -103,6 +105,7 @@ def evaluate_series_run(model: GenerativeModel, options: EvalOptions, out: str,
     from genforge.eval.series import evaluate_series, write_series_report
 
     metrics = evaluate_series(model, n_paths=options.n if n_given else 200, seed=options.seed)
+    metrics["precision"] = _precision(options)
     paths = write_series_report(metrics, out, run_dir=model.path, info=model.data_info)
     keys = ("crps", "mase", "mase_relative_to_seasonal_naive", "coverage_50", "coverage_80",
             "coverage_95")
@@ -122,8 +125,14 @@ def evaluate_audio_run(model: GenerativeModel, options: EvalOptions, out: str,
 
     metrics, clips = evaluate_audio(model, n=options.n if n_given else 500, seed=options.seed,
                                     data_root=options.data_root, classifier=options.classifier)
+    metrics["precision"] = _precision(options)
     paths = write_audio_report(metrics, clips, out, run_dir=model.path)
     return summary_lines(metrics), paths
+
+
+def _precision(options: EvalOptions) -> dict[str, str]:
+    """What the samples were computed in (`auto` resolved), for metrics.json."""
+    return {"chosen": options.precision, "reason": options.precision_reason or "asked for"}
 
 
 def _line(values: dict[str, Any], keys: tuple[str, ...]) -> str:

@@ -386,6 +386,7 @@ def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
     result["run"] = {"path": str(model.path), "step": model.step,
                      "synthesizer": model.config.model.kind, "rows_sampled": n,
                      "seed": options.seed, "genforge": __version__,
+                     "precision": getattr(options, "precision", "auto"),
                      "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     folder = Path(out)
     moved = prepare_out_dir(folder)

@@ -145,6 +145,8 @@ def create_app(model_dirs: list[str | Path] | None = None, *, keys: str | Path |
         samples = await s.batcher.submit(n, seed=given.get("seed"), label=label,
                                          timeout=limits.timeout_s, **options)
         meta = {"model": s.id, "n": n, "seed": given.get("seed")}
+        if s.modality == "audio":
+            meta["sample_rate"] = int(s.model.data_info["sample_rate"])
         content, media = encode.body_for(s.modality, samples, fmt, meta,
                                          labeller(s.model, given.get("seed")))
         return Response(content, media_type=media, headers=_seed_header(given.get("seed")))

@@ -2,9 +2,9 @@
 
 images: a PNG grid, or JSON with one base64 PNG a sample, or JSON raw uint8 arrays;
 text: JSON texts, or server-sent events; series: CSV (sample, step, one column a dimension)
-or JSON; tables: CSV or JSON rows (pandas DataFrames). `label` (genforge.serve.label) puts
-the provenance record into each body: PNG metadata, a JSON `provenance` field, a CSV first
-line `# provenance: {...}`.
+or JSON; tables: CSV or JSON rows (pandas DataFrames); audio: JSON waves and their rate.
+`label` (genforge.serve.label) puts the provenance record into each body: PNG metadata, a
+JSON `provenance` field, a CSV first line `# provenance: {...}`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from genforge.errors import ConfigError
 from genforge.serve.label import Labeller, unlabelled
 
 FORMATS = {"images": ("png", "json", "array"), "text": ("json",), "series": ("csv", "json"),
-           "tables": ("csv", "json")}
+           "tables": ("csv", "json"), "audio": ("json",)}
 
 
 def default_format(modality: str) -> str:
@@ -91,6 +91,9 @@ def body_for(modality: str, samples: Any, fmt: str, meta: dict[str, Any],
         return series_body(samples, fmt, meta, label)
     if modality == "tables":
         return tables_body(samples, fmt, meta, label)
+    if modality == "audio":  # waves in [-1, 1] (n, L); meta carries the sample rate
+        body = json.dumps({**meta, "waves": np.asarray(samples, np.float32).tolist()}).encode()
+        return unlabelled(label)(".json", body), "application/json"
     body = json.dumps({**meta, "texts": list(samples)}, ensure_ascii=False).encode()
     return unlabelled(label)(".json", body), "application/json"
 

@@ -94,7 +94,9 @@ def train(cfg: RunConfig, *, data: TrainingData,
     AcceleratorState._reset_state()
     GradientState._reset_state()
     on_cpu = t.device == "cpu" or (t.device == "auto" and not torch.cuda.is_available())
-    precision, why = choose_precision(t.precision, "cpu" if on_cpu else "cuda")
+    precision, why = choose_precision(
+        t.precision, "cpu" if on_cpu else "cuda",
+        fp32_only="DP-SGD runs in fp32 only" if cfg.privacy.enabled else None)
     accelerator = Accelerator(
         cpu=on_cpu,
         mixed_precision="bf16" if precision == "bf16" else "no",

@@ -5,7 +5,13 @@ natively — a CUDA GPU with bf16 support, or a CPU with AVX-512 BF16 or AMX —
 elsewhere. bf16 asked for on a CPU without those instructions still runs (PyTorch emulates it)
 but is often ten times slower: a warning says so, once per process. GENFORGE_AUTO_PRECISION
 (fp32 or bf16) overrides what `auto` picks, e.g. for results that must not depend on the
-machine (the test suite sets fp32).
+machine (the test suite sets fp32). A run that can only compute in fp32 (DP-SGD: Opacus
+checks per-sample gradients in fp32 only) resolves `auto` to fp32 and says why.
+
+Under bf16 only the networks run in bf16 (autocast). What turns their outputs into
+probabilities and draws (distributions, log-likelihoods, KL terms, sampler updates) is
+computed in fp32: in training accelerate hands each net's outputs back in fp32, and a family's
+`sample` casts its nets' outputs with `.float()` before using them.
 """
 
 from __future__ import annotations
@@ -53,13 +59,24 @@ def _warn_emulated(reason: str) -> None:
                   "use precision=auto or fp32", RuntimeWarning, stacklevel=3)
 
 
-def choose_precision(requested: str, device: str | torch.device = "cpu") -> tuple[str, str]:
-    """(fp32 or bf16, why): `auto` picks bf16 only where the hardware has it."""
+def full_precision(device: str | torch.device) -> torch.autocast:
+    """A region computed in fp32 inside a bf16 autocast one: autocast would run its matrix
+    products in bf16 (sums of probabilities per column, a copula's correlated draws)."""
+    return torch.autocast(torch.device(device).type, enabled=False)
+
+
+def choose_precision(requested: str, device: str | torch.device = "cpu", *,
+                     fp32_only: str | None = None) -> tuple[str, str]:
+    """(fp32 or bf16, why): `auto` picks bf16 only where the hardware has it, and fp32 where
+    `fp32_only` (the reason) says the run cannot use bf16; an explicit bf16 is the caller's
+    to refuse."""
     if requested not in PRECISIONS:
         from genforge.errors import ConfigError
 
         raise ConfigError(f"precision={requested!r}: allowed values are {', '.join(PRECISIONS)}")
     native, reason = bf16_native(device)
+    if requested == "auto" and fp32_only:
+        return "fp32", f"auto: fp32, {fp32_only} ({reason})"
     if requested == "auto":
         pinned = os.environ.get("GENFORGE_AUTO_PRECISION")
         if pinned in ("fp32", "bf16"):

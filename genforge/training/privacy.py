@@ -187,8 +187,8 @@ def start(cfg: PrivacyConfig, objective: Any, data: Any, *, batch_size: int, max
         raise ConfigError(f"train.grad_accum={grad_accum} with privacy: use 1 (per-sample "
                           "clipping needs each optimizer step to see one whole batch)")
     if precision != "fp32":
-        raise ConfigError(f"train.precision={precision} with privacy: use fp32 (per-sample "
-                          "gradients and their clipping are checked in fp32 only)")
+        raise ConfigError(f"train.precision={precision} with privacy: use fp32 or auto "
+                          "(per-sample gradients and their clipping are checked in fp32 only)")
     if batch_size > records:
         raise ConfigError(f"train.batch_size={batch_size} exceeds the {records} records")
     if hasattr(objective, "check_privacy"):

@@ -47,6 +47,10 @@ class SeriesObjective:
                                          betas=train.betas, weight_decay=train.weight_decay)}
 
     def distribution(self, params: tuple[torch.Tensor, ...]) -> Distribution:
+        """The next step's law from the net's outputs, in fp32 whatever the net ran in: under
+        bf16 autocast the outputs are bf16, and torch has no bf16 Gamma draws (Student-t) on
+        CPU; log-likelihoods and draws in bf16 would also keep only 8 bits of the scale."""
+        params = tuple(p.float() for p in params)
         if len(params) == 3:
             loc, scale_, df = params
             return StudentT(df, loc, scale_)

@@ -19,6 +19,7 @@ from torch import nn
 from genforge.data.table_schema import EncodedTable
 from genforge.families.tabular.objective import TabularObjective
 from genforge.families.tabular.transformer import QuantileMap, _phi, _phi_inv
+from genforge.training.precision import full_precision
 
 
 class CopulaStats(nn.Module):
@@ -93,7 +94,8 @@ class CopulaObjective(TabularObjective):
     def _generate(self, m: int, cond: dict[int, int]) -> EncodedTable:
         corr = self.nets["copula"].correlation().to(self.device)
         L = torch.linalg.cholesky(corr)
-        z = torch.randn(m, len(corr), device=self.device) @ L.T  # (m, d)
+        with full_precision(self.device):  # no network here: nothing is computed in bf16
+            z = torch.randn(m, len(corr), device=self.device) @ L.T  # (m, d)
         return self.from_scores(z)
 
     def _fill(self, enc: EncodedTable, known_num: torch.Tensor, known_cat: torch.Tensor,

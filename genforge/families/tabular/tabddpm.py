@@ -27,6 +27,7 @@ from genforge.errors import ConfigError
 from genforge.families.tabular.nets import Denoiser
 from genforge.families.tabular.objective import TabularObjective
 from genforge.families.tabular.transformer import QuantileMap
+from genforge.training.precision import full_precision
 
 
 def alpha_bars(T: int, schedule: str) -> torch.Tensor:
@@ -80,12 +81,14 @@ class CategorySpans:
         return self._padded(v, -torch.inf).argmax(2)
 
     def normalise(self, p: torch.Tensor) -> torch.Tensor:
-        return p / (p @ self.indicator @ self.indicator.T)
+        with full_precision(p.device):  # sums of probabilities: fp32 under bf16 autocast
+            return p / (p.float() @ self.indicator @ self.indicator.T)
 
     def log_softmax(self, logits: torch.Tensor) -> torch.Tensor:
         top = self._padded(logits.detach(), -torch.inf).amax(2)  # (B, C), a stabiliser
         z = logits - top[:, self.column]
-        return z - (z.exp() @ self.indicator).log()[:, self.column]
+        with full_precision(z.device):  # the normaliser in fp32 under bf16 autocast
+            return z - (z.float().exp() @ self.indicator).log()[:, self.column]
 
     def draw(self, probs: torch.Tensor) -> torch.Tensor:
         """One-hot draws per column from flat probabilities (B, S) (Gumbel-max)."""

@@ -93,7 +93,7 @@ class TVAEObjective(TabularObjective):
         forbid = self._missing_codes()
         for _ in range(rounds):
             x = self.layout.to_vector(self.vae.norm, num.to(self.device), cat.to(self.device))
-            mu, log_var = self.vae.encode(x)
+            mu, log_var = (t.float() for t in self.vae.encode(x))  # fp32 under autocast
             out = self._decode(mu + torch.randn_like(mu) * torch.exp(0.5 * log_var))
             ok = ~((out.cat == forbid) & ~known_cat)  # never fill in 'missing'
             num = torch.where(known_num, enc.num, out.num)

@@ -48,6 +48,7 @@ class VAEObjective:
     def nll(self, vae: torch.nn.Module, out: torch.Tensor, x: torch.Tensor,
             known: torch.Tensor | None = None) -> torch.Tensor:
         """-log p(x|z) per image, summed over pixels (only the `known` ones if given)."""
+        out = out.float()  # bf16 under autocast: the likelihood is summed in fp32
         if self.cfg.likelihood == "bernoulli":
             per_pixel = F.binary_cross_entropy_with_logits(out, (x + 1) / 2, reduction="none")
         else:
@@ -114,15 +115,15 @@ class VAEObjective:
         g = torch.Generator(device="cpu").manual_seed(seed)
         known = (~mask).float()
         guess = torch.where(mask, torch.zeros_like(x), x)
-        with torch.no_grad():
-            mu, logvar = vae.encode(guess, y)
+        with torch.no_grad():  # fp32 latents under bf16 autocast: Adam steps z below
+            mu, logvar = (t.float() for t in vae.encode(guess, y))
         if method == "iterate":
             for i in range(steps):
                 with torch.no_grad():
-                    mu, logvar = vae.encode(guess, y)
+                    mu, logvar = (t.float() for t in vae.encode(guess, y))
                     eps = torch.randn(mu.shape, generator=g).to(device)
                     z = mu if i == steps - 1 else mu + torch.exp(0.5 * logvar) * eps
-                    guess = torch.where(mask, self.mean_image(vae.decode(z, y)), x)
+                    guess = torch.where(mask, self.mean_image(vae.decode(z, y).float()), x)
             return guess
         z = mu.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=0.05)
@@ -138,5 +139,5 @@ class VAEObjective:
             for p, flag in zip(vae.parameters(), frozen, strict=True):
                 p.requires_grad_(flag)
         with torch.no_grad():
-            return torch.where(mask, self.mean_image(vae.decode(z, y)), x)
+            return torch.where(mask, self.mean_image(vae.decode(z, y).float()), x)
 
