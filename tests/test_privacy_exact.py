@@ -270,3 +270,20 @@ def test_eval_and_train_lines_state_total_assumptions_and_items(ctgan_run, tmp_p
     assert saved["items"] == rec["items"]
     page = (tmp_path / "report.html").read_text()
     assert "Where epsilon went" in page and "Assumptions" in page
+
+
+def test_the_train_command_prints_the_total_with_its_assumptions(toy_csv, tmp_path):
+    from typer.testing import CliRunner
+
+    from genforge.cli import app
+
+    args = ["train", "tables", f"data.path={toy_csv}", "data.target=income", *TINY,
+            "model.kind=tvae", "privacy.epsilon=2", "privacy.delta=1e-4", "--out",
+            str(tmp_path / "run")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.output.splitlines() if x.startswith("privacy: (epsilon"))
+    rec = privacy_of(tmp_path / "run")
+    assert f"(epsilon {rec['epsilon']:.3g}, delta 0.0001)-DP in total" in line
+    assert "assuming: Poisson sampling at rate q = 0.2083" in line and "not privatised" in line
+    assert "  training (DP-SGD): epsilon" in result.output

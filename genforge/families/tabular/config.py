@@ -25,7 +25,9 @@ class TabularConfig:
     timesteps / schedule: TabDDPM's noise levels; aux_weight: weight of TabDDPM's auxiliary
     cross-entropy of the predicted categories (D3PM's hybrid loss; 0 = the KL alone);
     condition_on_target: TabDDPM's denoiser is told the data.target class (drawn by its
-    training frequencies when sampling); sample_chunk: rows generated per pass.
+    training frequencies when sampling); sample_chunk: rows generated per pass;
+    condition_share: under DP, CTGAN's share of privacy.epsilon (as if spent alone) for the
+    Gaussian release of the category counts its conditions are drawn from (default 0.1).
     """
 
     kind: Literal["copula", "tvae", "ctgan", "tabddpm"] = "tabddpm"
