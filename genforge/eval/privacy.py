@@ -6,6 +6,10 @@ genforge/training/privacy.py). `add_privacy` copies it into the evaluation's met
 puts a section into its report.html and returns the lines the CLI shows: the (epsilon, delta)
 total with its assumptions, then one line per item. Runs trained without privacy are left as
 they are; a record written before the itemisation is shown as it is.
+
+Any DP run (DP-SGD or not) is itemised when its record has "epsilon", "delta", "items" (each
+{"step", "mechanism", "epsilon", "delta", "detail"}), "total" ({"epsilon", "delta",
+"composition"}: how the items were composed), "assumptions" (strings) and "accountant".
 """
 
 from __future__ import annotations
@@ -53,9 +57,9 @@ def summary_line(record: dict[str, Any]) -> str:
         return (f"{line} for {', '.join(record['private_nets'])} by DP-SGD (sigma "
                 f"{record['noise_multiplier']:.3g}, C {record['max_grad_norm']:.3g}, "
                 f"{record['private_steps']} steps)")
-    return (f"{line} in total over {len(record['items'])} item(s), one "
-            f"{record['accountant'].upper()} accountant; assuming: "
-            + "; ".join(record["assumptions"]))
+    accountant = record.get("accountant", "rdp").upper()
+    return (f"{line} in total over {len(record['items'])} item(s), one {accountant} "
+            "accountant; assuming: " + "; ".join(record.get("assumptions", [])))
 
 
 def item_lines(record: dict[str, Any]) -> list[str]:
@@ -78,11 +82,12 @@ def privacy_html(record: dict[str, Any]) -> str:
     if "items" not in record:
         return (f"<h2>Differential privacy</h2><p><b>{html.escape(summary_line(record))}"
                 "</b>.</p>" f"<table class=record>{rows}</table>")
-    total = record["total"]
+    total = record.get("total", {"epsilon": record["epsilon"], "delta": record["delta"],
+                                 "composition": "as recorded"})
     head = "".join(f"<th>{c}</th>" for c in ITEM_COLUMNS)
     items = "".join("<tr>" + "".join(f"<td>{cell(i.get(c))}</td>" for c in ITEM_COLUMNS)
                     + "</tr>" for i in record["items"])
-    assumptions = "".join(f"<li>{html.escape(a)}</li>" for a in record["assumptions"])
+    assumptions = "".join(f"<li>{html.escape(a)}</li>" for a in record.get("assumptions", []))
     return (f"<h2>Differential privacy</h2><p><b>(epsilon {total['epsilon']:.4g}, delta "
             f"{total['delta']:.3g})-DP in total</b>: {html.escape(total['composition'])}.</p>"
             "<h3>Where epsilon went</h3><p class=note>Each item's epsilon is what it would "

@@ -56,8 +56,10 @@ class TrainingData(Protocol):
         ...
 
     def stream(self, *, batch_size: int, seed: int, rank: int, world: int,
-               device: torch.device) -> Any:
-        """A resumable batch source: next(micro) -> list[Batch], state_dict, load_state_dict."""
+               device: torch.device, sample_rate: float | None = None) -> Any:
+        """A resumable batch source: next(micro) -> list[Batch], state_dict, load_state_dict.
+        With `sample_rate` q (DP-SGD) each step is a Poisson sample: every record joins it
+        independently with probability q (genforge.data.batches.poisson_indices)."""
         ...
 
     def preview_condition(self, n: int) -> torch.Tensor | None: ...
