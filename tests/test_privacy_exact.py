@@ -88,6 +88,28 @@ def test_dp_batches_are_poisson_samples_with_binomial_sizes(toy_csv):
     assert torch.equal(again.next(1)[0].x, tables.next(1)[0].x)
 
 
+def test_text_and_series_windows_are_poisson_sampled_too():
+    """Their record is a window: each window start joins a step with probability q."""
+    import numpy as np
+
+    from genforge.data.series import SeriesStream
+    from genforge.data.text import TextStream
+
+    q, steps = 0.05, 2000
+    text = TextStream(np.arange(1000), 8, batch_size=50, seed=1, sample_rate=q)
+    series = SeriesStream(np.arange(500.0)[:, None], 3, 5, 0, batch_size=25, seed=1,
+                          sample_rate=q)
+    for stream, n in ((text, 1000 - 8), (series, 500 - 8 + 1)):
+        sizes = []
+        for _ in range(steps):
+            (batch,) = stream.next(1)
+            x = batch.x.reshape(len(batch.x), -1).double()
+            assert (x.diff(dim=1) == 1).all()  # whole windows of consecutive steps
+            sizes.append(len(x))
+        sizes = torch.tensor(sizes, dtype=torch.float64)
+        assert abs(sizes.mean() - n * q) < 5 * math.sqrt(n * q * (1 - q) / steps)
+
+
 def test_an_empty_poisson_batch_still_takes_a_noisy_counted_step(toy_csv, tmp_path):
     """q = 1/300: some steps draw no row; the private net then steps on its noise alone."""
     empty = [len(poisson_indices(300, 1 / 300, seed=0, step=s)) == 0 for s in range(6)]
