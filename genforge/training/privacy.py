@@ -24,14 +24,14 @@ data may carry `privacy_items` (DP preprocessing: {"step", "mechanism", "epsilon
 "detail"}). The total is one accountant's: every Gaussian mechanism (each release as a
 sampled Gaussian with q = 1 and one step, then the SGD steps) is composed in RDP (or PRV) and
 converted to (epsilon, delta) once; the (epsilon, delta) items of preprocessing are added to
-that by basic composition, and their epsilon and delta are taken off the target first.
+that by basic composition, and their epsilon and delta are taken off the target first
+(genforge/training/budget.py: the releases, the split, solving sigma).
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import math
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -41,14 +41,17 @@ from torch import nn
 
 from genforge.config import PrivacyConfig  # defined there: config is the lowest layer
 from genforge.errors import ConfigError
+from genforge.training.budget import (
+    RDP_ORDERS,
+    Releases,
+    left_for_gaussians,
+    orders,
+    solve_noise_multiplier,
+)
 
-__all__ = ["PrivacyConfig", "PrivateTraining", "Releases", "count_records",
+__all__ = ["RDP_ORDERS", "PrivacyConfig", "PrivateTraining", "Releases", "count_records",
            "solve_noise_multiplier", "start"]
 
-# RDP orders: Opacus's defaults stop at 63, too low for the small noise multipliers of
-# epsilon ~10 (it warns so); higher orders give a tighter, still valid bound
-RDP_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [
-    80, 96, 128, 192, 256, 384, 512, 1024]
 SAMPLING = "Poisson sampling: each record joins a step independently with probability q"
 
 
@@ -62,42 +65,6 @@ def count_records(data: Any) -> tuple[int, str]:
     kind = data.info().get("kind", type(data).__name__)
     raise ConfigError(f"privacy: the {kind} data does not say how many records it has, so no "
                       "sample rate can be accounted; train without privacy.epsilon")
-
-
-class Releases:
-    """The one-off Gaussian mechanisms of a run (before its SGD steps), for the accountant.
-
-    `gaussian(values, sensitivity=..., share=..., step=..., detail=...)` adds N(0, (z s)^2)
-    to `values` (s: their L2 sensitivity to adding or removing one record), where z is solved
-    so that this release alone spends `share` of the epsilon left for the Gaussian mechanisms
-    (with privacy.noise_multiplier given instead, z is that). RDP of one Gaussian mechanism:
-    alpha / (2 z^2), the sampled Gaussian's with q = 1 and one step, so it enters the
-    accountant's history as (z, 1.0, 1).
-    """
-
-    def __init__(self, cfg: PrivacyConfig, *, epsilon: float | None, delta: float,
-                 seed: int) -> None:
-        self.cfg, self.epsilon, self.delta = cfg, epsilon, delta
-        # noise from torch's generator seeded by train.seed, like the SGD noise (Opacus'
-        # secure_mode needs torchcsprng): the guarantee assumes the seed is kept secret
-        self.generator = torch.Generator().manual_seed(seed * 1_000_003 + 424_242)
-        self.history: list[tuple[float, float, int]] = []
-        self.items: list[dict[str, Any]] = []
-
-    def gaussian(self, values: torch.Tensor, *, sensitivity: float, share: float, step: str,
-                 detail: str) -> torch.Tensor:
-        if self.epsilon is not None:
-            z = _solve_sigma(self.cfg, epsilon=share * self.epsilon, delta=self.delta,
-                             prior=[], sample_rate=1.0, steps=1)
-        else:
-            z = float(self.cfg.noise_multiplier)
-        noise = torch.randn(values.shape, generator=self.generator, dtype=torch.float64)
-        self.history.append((z, 1.0, 1))
-        self.items.append({"step": step, "mechanism": (
-            f"Gaussian mechanism: noise multiplier {z:.4g} x L2 sensitivity {sensitivity:.4g}"),
-            "detail": detail, "noise_multiplier": z, "sensitivity": sensitivity,
-            "share": share if self.epsilon is not None else None})
-        return values.double() + noise * (z * sensitivity)
 
 
 class PrivateTraining:
@@ -192,7 +159,7 @@ class PrivateTraining:
         with warnings.catch_warnings():  # RDP: the best order is the largest (a valid,
             warnings.simplefilter("ignore", UserWarning)  # looser bound); PRV: log(0) of a
             warnings.simplefilter("ignore", RuntimeWarning)  # q = 1 release, masked by it
-            return float(accountant.get_epsilon(delta=self.gaussian_delta, **_orders(self.cfg)))
+            return float(accountant.get_epsilon(delta=self.gaussian_delta, **orders(self.cfg)))
 
     def epsilon(self) -> float:
         """The total epsilon spent so far at `delta`: releases and SGD steps in one
@@ -307,7 +274,7 @@ def start(cfg: PrivacyConfig, objective: Any, data: Any, *, batch_size: int, max
     if hasattr(objective, "check_privacy"):
         objective.check_privacy()  # a family refuses what it cannot privatise (one line)
     preprocessing = [dict(i) for i in getattr(data, "privacy_items", [])]
-    gaussian_epsilon, gaussian_delta = _left_for_gaussians(cfg, preprocessing)
+    gaussian_epsilon, gaussian_delta = left_for_gaussians(cfg, preprocessing)
     private = tuple(getattr(objective, "private_nets", tuple(objective.nets)))
     public = tuple(k for k in objective.nets if k not in private)
     hooks, fixed = {}, {}
@@ -334,22 +301,6 @@ def start(cfg: PrivacyConfig, objective: Any, data: Any, *, batch_size: int, max
                            assumptions=_assumptions(data, batch_size / records, grad_clip))
 
 
-def _left_for_gaussians(cfg: PrivacyConfig, items: list[dict[str, Any]]
-                        ) -> tuple[float | None, float]:
-    """(epsilon, delta) left for the Gaussian mechanisms once the preprocessing is paid."""
-    eps = sum(float(i["epsilon"]) for i in items)
-    delta = cfg.delta - sum(float(i["delta"]) for i in items)
-    if delta <= 0:
-        raise ConfigError(f"privacy.delta={cfg.delta}: the preprocessing already spends delta "
-                          f"{cfg.delta - delta:.3g}; raise privacy.delta")
-    if cfg.epsilon is None:
-        return None, delta
-    if cfg.epsilon - eps <= 0:
-        raise ConfigError(f"privacy.epsilon={cfg.epsilon}: the preprocessing already spends "
-                          f"epsilon {eps:.3g}, leaving nothing for training")
-    return cfg.epsilon - eps, delta
-
-
 def _assumptions(data: Any, sample_rate: float, grad_clip: float | None) -> list[str]:
     """What the number rests on, in words, for run.json, the report and the CLI."""
     out = [f"Poisson sampling at rate q = {sample_rate:.4g} (each record joins each step "
@@ -369,57 +320,6 @@ def _assumptions(data: Any, sample_rate: float, grad_clip: float | None) -> list
     out.append("evaluation statistics computed on the training records (genforge eval's "
                "distances to training samples, train-on-real scores) are not privatised")
     return out
-
-
-def solve_noise_multiplier(cfg: PrivacyConfig, *, sample_rate: float, steps: int,
-                           prior: list[tuple[float, float, int]] | None = None,
-                           epsilon: float | None = None, delta: float | None = None) -> float:
-    """The smallest sigma (to 0.01 in epsilon) whose `steps` steps, after the `prior`
-    mechanisms, spend at most `epsilon` (default cfg.epsilon) at `delta` (cfg.delta)."""
-    epsilon = cfg.epsilon if epsilon is None else epsilon
-    try:
-        return _solve_sigma(cfg, epsilon=epsilon, delta=cfg.delta if delta is None else delta,
-                            prior=list(prior or []), sample_rate=sample_rate, steps=steps)
-    except ValueError:
-        raise ConfigError(f"privacy.epsilon={cfg.epsilon}: unreachable with {steps} steps at "
-                          f"sample rate {sample_rate:.3g} (the noise multiplier would pass "
-                          "1e6); raise epsilon or lower train.max_steps / train.batch_size") \
-            from None
-
-
-def _solve_sigma(cfg: PrivacyConfig, *, epsilon: float, delta: float,
-                 prior: list[tuple[float, float, int]], sample_rate: float, steps: int) -> float:
-    """Opacus' get_noise_multiplier (double, then bisect to 0.01 in epsilon), with `prior`
-    mechanisms in the history before the new steps."""
-    from opacus.accountants import create_accountant
-
-    accountant = create_accountant(mechanism=cfg.accountant)
-
-    def spent(sigma: float) -> float:
-        accountant.history = [*prior, (sigma, sample_rate, steps)]
-        with warnings.catch_warnings():  # as in PrivateTraining._gaussian_epsilon
-            warnings.simplefilter("ignore", UserWarning)
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return float(accountant.get_epsilon(delta=delta, **_orders(cfg)))
-
-    low, high, eps_high = 0.0, 10.0, math.inf
-    while eps_high > epsilon:
-        high *= 2
-        eps_high = spent(high)
-        if high > 1e6:
-            raise ValueError("The privacy budget is too low.")
-    while epsilon - eps_high > 0.01:
-        mid = (low + high) / 2
-        eps = spent(mid)
-        if eps < epsilon:
-            high, eps_high = mid, eps
-        else:
-            low = mid
-    return high
-
-
-def _orders(cfg: PrivacyConfig) -> dict[str, Any]:
-    return {"alphas": RDP_ORDERS} if cfg.accountant == "rdp" else {}
 
 
 def _compatible(objective: Any, name: str, fix: bool) -> tuple[nn.Module, list[str]]:
