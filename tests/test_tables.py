@@ -291,8 +291,9 @@ def test_dp_table_runs_record_their_epsilon(toy_csv, tmp_path, kind):
     rec = json.loads((run / "run.json").read_text())["privacy"]
     assert 4 - 0.02 <= rec["epsilon"] <= 4 and rec["delta"] == 1e-4
     assert rec["private_steps"] == 3 and rec["noise_multiplier"] > 0
-    if kind == "ctgan":
-        assert rec["public_nets"] == ["generator"]
+    if kind == "ctgan":  # public only because its conditions come from a DP release
+        assert rec["public_nets"] == ["generator"]  # (test_privacy_exact: never real rows)
+        assert rec["items"][0]["step"] == "condition release (CTGAN)"
     else:
         assert rec["public_nets"] == []
     rows = genforge.load(run).sample(20, seed=0)
@@ -336,6 +337,7 @@ def test_eval_report_of_a_table_run(runs, toy_csv, tmp_path):
     lines, paths = evaluate_run(str(dp_run), EvalOptions(n=200), out=str(tmp_path / "dp-eval"))
     page = paths["report"].read_text()
     assert "Differential privacy" in page and "Not covered by the DP guarantee" in page
+    assert "alt='loss curves'" not in page and "Not shown: this run was trained with" in page
     assert "Fairness (sex)" in page  # from the run's data.protected
     assert any(line.startswith("privacy: (epsilon") for line in lines)
 

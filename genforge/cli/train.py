@@ -55,6 +55,12 @@ def train(
     else:
         typer.echo(f"done: {result.step} steps; run folder {where}")
     typer.echo(f"samples: {where / 'samples'}   weights: {where / 'model.safetensors'}")
+    from genforge.eval.privacy import item_lines, privacy_record, summary_line
+
+    record = privacy_record(where)
+    if record is not None:  # the (epsilon, delta) total, its assumptions, and its items
+        for line in (summary_line(record), *item_lines(record)):
+            typer.echo(line)
 
 
 def _launch_processes(n: int) -> int:

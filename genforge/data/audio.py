@@ -146,11 +146,11 @@ class AudioData:
         }
 
     def stream(self, *, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-               device: torch.device | str = "cpu") -> Any:
+               device: torch.device | str = "cpu", sample_rate: float | None = None) -> Any:
         from genforge.data.images import BatchStream  # uint8 images to [-1, 1], resumable
 
         return BatchStream(self, batch_size=batch_size, seed=seed, rank=rank, world=world,
-                           device=device)
+                           device=device, sample_rate=sample_rate)
 
     def preview_condition(self, n: int) -> torch.Tensor | None:
         return torch.arange(n) % self.num_classes if self.num_classes else None

@@ -18,7 +18,7 @@ import torch
 from genforge.config import DataConfig
 from genforge.data import cifar, roots
 from genforge.data.atomic import atomic_path
-from genforge.data.batches import Batch
+from genforge.data.batches import Batch, poisson_indices
 from genforge.data.download import download
 from genforge.data.folder import load_folder
 from genforge.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
@@ -65,9 +65,9 @@ class ImageData:
         }
 
     def stream(self, *, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-               device: torch.device | str = "cpu") -> Any:
+               device: torch.device | str = "cpu", sample_rate: float | None = None) -> Any:
         return BatchStream(self, batch_size=batch_size, seed=seed, rank=rank, world=world,
-                           device=device)
+                           device=device, sample_rate=sample_rate)
 
     def preview_condition(self, n: int) -> torch.Tensor | None:
         """Labels for a sample grid: one column per class."""
@@ -85,11 +85,15 @@ class BatchStream:
     """Deterministic, resumable global batches of an in-memory image set, sharded over
     processes. Epoch e visits a permutation drawn from seed + e; process r of w takes every
     w-th index of each global batch. The position is two integers, so a checkpoint restores
-    the data order exactly. This process's share is split into `micro` micro-batches."""
+    the data order exactly. This process's share is split into `micro` micro-batches.
 
+    With `sample_rate` q (DP-SGD), step s is a Poisson sample instead (batches.poisson_indices:
+    each image with probability q, a Binomial(n, q) batch size, possibly 0); the position
+    counts the steps."""
 
     def __init__(self, data: ImageData, *, batch_size: int, seed: int, rank: int = 0,
-                 world: int = 1, device: torch.device | str = "cpu") -> None:
+                 world: int = 1, device: torch.device | str = "cpu",
+                 sample_rate: float | None = None) -> None:
         if batch_size > len(data):
             raise DataError(f"train.batch_size={batch_size} exceeds the {len(data)} examples")
         self.data = data
@@ -98,7 +102,8 @@ class BatchStream:
         self.rank, self.world = rank, world
         self.device = torch.device(device)
         self.epoch = 0
-        self.position = 0  # global batches taken in this epoch
+        self.position = 0  # global batches taken in this epoch (all steps when Poisson)
+        self.sample_rate = sample_rate
         self._order = self._permutation()
 
     @property
@@ -111,6 +116,11 @@ class BatchStream:
 
     def next(self, micro: int) -> list[Batch]:
         """The next global batch: this process's part, as `micro` micro-batches."""
+        if self.sample_rate is not None:
+            index = poisson_indices(len(self.data), self.sample_rate, seed=self.seed,
+                                    step=self.position)[self.rank :: self.world]
+            self.position += 1
+            return self._batches(index, micro)
         if self.position >= self.batches_per_epoch:
             self.epoch += 1
             self.position = 0
@@ -118,6 +128,9 @@ class BatchStream:
         start = self.position * self.batch_size
         index = self._order[start : start + self.batch_size][self.rank :: self.world]
         self.position += 1
+        return self._batches(index, micro)
+
+    def _batches(self, index: torch.Tensor, micro: int) -> list[Batch]:
         x = to_model_range(self.data.images[index]).to(self.device, non_blocking=True)
         y = None if self.data.labels is None else self.data.labels[index].to(self.device)
         xs = x.chunk(micro)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from genforge.data.batches import Batch
+from genforge.data.batches import Batch, poisson_indices
 from genforge.data.roots import find_in_roots
 from genforge.data.series_sources import csv_rows
 from genforge.errors import ConfigError, DataError
@@ -104,11 +104,12 @@ class SeriesData:
         }
 
     def stream(self, *, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-               device: torch.device | str = "cpu") -> SeriesStream:
+               device: torch.device | str = "cpu", sample_rate: float | None = None
+               ) -> SeriesStream:
         offset = int(self.cfg.difference)  # z[i] is the change into row i + 1
         return SeriesStream(self.z, max(self.lags), self.cfg.window, offset,
                             batch_size=batch_size, seed=seed, rank=rank, world=world,
-                            device=device)
+                            device=device, sample_rate=sample_rate)
 
     def preview_condition(self, n: int) -> None:
         return None
@@ -127,7 +128,8 @@ class SeriesData:
 class SeriesStream:
     def __init__(self, z: np.ndarray, max_lag: int, window: int, offset: int, *,
                  batch_size: int, seed: int, rank: int = 0, world: int = 1,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", sample_rate: float | None = None) -> None:
+        self.sample_rate = sample_rate  # DP-SGD: Poisson-sampled window starts
         self.z = torch.from_numpy(z)  # (N, D)
         self.max_lag, self.window, self.offset = max_lag, window, offset
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
@@ -137,7 +139,11 @@ class SeriesStream:
     def next(self, micro: int) -> list[Batch]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
         span = self.max_lag + self.window
-        starts = torch.randint(0, len(self.z) - span + 1, (self.batch_size,), generator=g)
+        if self.sample_rate is not None:
+            starts = poisson_indices(len(self.z) - span + 1, self.sample_rate, seed=self.seed,
+                                     step=self.step)
+        else:
+            starts = torch.randint(0, len(self.z) - span + 1, (self.batch_size,), generator=g)
         mine = starts[self.rank :: self.world]  # (b,)
         index = mine[:, None] + torch.arange(span)  # (b, max_lag + window)
         x = self.z[index].to(self.device)  # (b, max_lag + window, D)

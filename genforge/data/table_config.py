@@ -9,6 +9,10 @@ from typing import Literal
 from genforge.errors import ConfigError
 
 NA_VALUES = ("", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None")
+BY_CATEGORY_UNDER_DP = (  # refused by the tabular family's check_run and by the stream itself
+    "data.sampling=by-category with privacy: it draws rows of rare categories far more often "
+    "than the rate q = batch / rows that the accountant assumes, so the epsilon would not "
+    "hold; set data.sampling=rows (DP-SGD draws Poisson samples)")
 
 
 @dataclass

@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genforge.data.batches import Batch
+from genforge.data.batches import Batch, poisson_indices
 from genforge.data.roots import check_root, find_in_roots
-from genforge.data.table_config import TablesDataConfig
+from genforge.data.table_config import BY_CATEGORY_UNDER_DP, TablesDataConfig
 from genforge.data.table_schema import (
     EncodedTable,
     TableCodec,
@@ -193,9 +193,10 @@ class TablesData:
         }
 
     def stream(self, *, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-               device: torch.device | str = "cpu") -> TableStream:
+               device: torch.device | str = "cpu", sample_rate: float | None = None
+               ) -> TableStream:
         return TableStream(self, batch_size=batch_size, seed=seed, rank=rank, world=world,
-                           device=device)
+                           device=device, sample_rate=sample_rate)
 
     def preview_condition(self, n: int) -> None:
         return None
@@ -211,14 +212,21 @@ def _plain(value: Any) -> Any:
 class TableStream:
     """Shuffled epochs of rows, or (by-category) CTGAN's training-by-sampling: per row a
     categorical column uniformly, a category with probability ~ log(1 + count), then a row
-    that has it. Step s draws from a generator seeded by (seed, s); the state is two ints."""
+    that has it. Step s draws from a generator seeded by (seed, s); the state is two ints.
+    With `sample_rate` q (DP-SGD) each row joins a step independently with probability q
+    (Poisson sampling, batches.poisson_indices), the draw the accountant assumes; by-category
+    sampling, which favours rows of rare categories, is refused then."""
 
     def __init__(self, data: TablesData, *, batch_size: int, seed: int, rank: int = 0,
-                 world: int = 1, device: torch.device | str = "cpu") -> None:
+                 world: int = 1, device: torch.device | str = "cpu",
+                 sample_rate: float | None = None) -> None:
         if batch_size > len(data):
             raise DataError(f"train.batch_size={batch_size} exceeds the {len(data)} table rows")
         self.num, self.cat = data.encoded.num, data.encoded.cat
         self.by_category = data.cfg.sampling == "by-category" and self.cat.shape[1] > 0
+        if sample_rate is not None and self.by_category:
+            raise ConfigError(BY_CATEGORY_UNDER_DP)
+        self.sample_rate = sample_rate
         self.batch_size, self.seed, self.rank, self.world = batch_size, seed, rank, world
         self.device = torch.device(device)
         self.epoch = self.position = 0
@@ -238,7 +246,10 @@ class TableStream:
 
     def next(self, micro: int) -> list[TableBatch]:
         cond = None
-        if self.by_category:
+        if self.sample_rate is not None:
+            index = poisson_indices(len(self.num), self.sample_rate, seed=self.seed,
+                                    step=self.position)
+        elif self.by_category:
             index, cond = self._by_category()
         else:
             if self.position >= len(self.num) // self.batch_size:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
-from genforge.data.batches import Batch
+from genforge.data.batches import Batch, poisson_indices
 from genforge.data.roots import find_in_roots
 from genforge.data.tokenizer import bpe_tokenizer, char_tokenizer, encode_corpus
 from genforge.errors import ConfigError, DataError
@@ -91,9 +91,10 @@ class TextData:
         }
 
     def stream(self, *, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-               device: torch.device | str = "cpu") -> TextStream:
+               device: torch.device | str = "cpu", sample_rate: float | None = None
+               ) -> TextStream:
         return TextStream(self.train, self.cfg.block_size, batch_size=batch_size, seed=seed,
-                          rank=rank, world=world, device=device)
+                          rank=rank, world=world, device=device, sample_rate=sample_rate)
 
     def preview_condition(self, n: int) -> None:
         return None
@@ -110,10 +111,14 @@ class TextData:
 
 
 class TextStream:
-    """Random windows of block_size + 1 tokens: (B, T + 1) int64, inputs and shifted targets."""
+    """Random windows of block_size + 1 tokens: (B, T + 1) int64, inputs and shifted targets.
+    With `sample_rate` q (DP-SGD) each window start joins a step independently with
+    probability q (Poisson sampling, batches.poisson_indices) instead of B uniform starts."""
 
     def __init__(self, tokens: np.ndarray, block_size: int, *, batch_size: int, seed: int,
-                 rank: int = 0, world: int = 1, device: torch.device | str = "cpu") -> None:
+                 rank: int = 0, world: int = 1, device: torch.device | str = "cpu",
+                 sample_rate: float | None = None) -> None:
+        self.sample_rate = sample_rate
         self.tokens, self.block_size = tokens, block_size
         self.batch_size, self.seed = batch_size, seed
         self.rank, self.world = rank, world
@@ -123,7 +128,10 @@ class TextStream:
     def next(self, micro: int) -> list[Batch]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step)
         high = len(self.tokens) - self.block_size  # the last start leaves room for T + 1 tokens
-        starts = torch.randint(0, high, (self.batch_size,), generator=g)  # (B,)
+        if self.sample_rate is not None:
+            starts = poisson_indices(high, self.sample_rate, seed=self.seed, step=self.step)
+        else:
+            starts = torch.randint(0, high, (self.batch_size,), generator=g)  # (B,)
         mine = starts[self.rank :: self.world].numpy()  # (B / world,)
         index = mine[:, None] + np.arange(self.block_size + 1)  # (b, T + 1)
         x = torch.from_numpy(self.tokens[index].astype(np.int64)).to(self.device)

@@ -205,7 +205,7 @@ def _row(label: str, values: list[Any], note: str) -> str:
 
 def render_audio_html(metrics: dict[str, Any], clips: dict[str, Any],
                       run_dir: Path | None) -> str:
-    from genforge.eval.report import PAGE, histogram_plot, loss_curves
+    from genforge.eval.report import PAGE, histogram_plot, losses_section
 
     m, b = metrics["metrics"], metrics["baselines"]
     cols = [m, b["real_vs_real"], b["vocoded_real"]]
@@ -246,9 +246,7 @@ def render_audio_html(metrics: dict[str, Any], clips: dict[str, Any],
                                                       names, 10),
               "<h2>The same real clips through the run's spectrogram and vocoder</h2>",
               _clip_cells(clips["vocoded"], clips["real_labels"], info, names, 10)]
-    curves = loss_curves(run_dir)
-    if curves:
-        parts.append(f"<h2>Training losses</h2><img alt='loss curves' src='{curves}'>")
+    parts.append(losses_section(run_dir))
     record = {**metrics["protocol"], "classifier": metrics["classifier"]}
     parts.append("<h2>Protocol</h2><pre>" + html.escape(json.dumps(record, indent=1))
                  + "</pre>")

@@ -29,6 +29,7 @@ from genforge.data import load_images
 from genforge.data.sources import SOURCES
 from genforge.eval import metrics as M
 from genforge.eval.features import Extractor, InceptionExtractor, extract
+from genforge.eval.privacy import privacy_record
 from genforge.eval.stats import FeatureStats, cached_stats, images_sha256, protocol_hash
 from genforge.version import __version__
 
@@ -336,12 +337,18 @@ def evaluate(run: str | Path | None = None, *, fake: str | Path | None = None,
               "memorisation_queries": options.memorisation_queries}
     blocks: dict[str, Any] = {}
     closest = None
+    private = privacy_record(run) is not None  # a DP run: no training images shown
     for name, extractor in extractors.items():
         t = time.perf_counter()
         blocks[name], pairs = evaluate_features(extractor, fake_set, real_set, train_set,
                                                 options, params)
         closest = pairs if pairs is not None else closest
+        memo = blocks[name]["metrics"].get("memorisation")
+        if private and memo:  # which training images are nearest: not for a DP run
+            memo.pop("closest", None)
         timings[name] = time.perf_counter() - t
+    if private:
+        closest = None
     metrics = {
         "format": FORMAT, "genforge": __version__, "torch": torch.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "options": asdict(options),

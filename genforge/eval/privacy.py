@@ -1,9 +1,15 @@
-"""The privacy guarantee of a DP-SGD run, as `genforge eval` states it for every modality.
+"""The privacy guarantee of a DP run, as `genforge eval` and `genforge train` state it.
 
-The loop writes the guarantee into run.json ("privacy": epsilon spent, delta, noise multiplier,
-clipping norm, sampling assumption, ...; see genforge/training/privacy.py). `add_privacy`
-copies it into the evaluation's metrics.json, puts a section into its report.html and returns
-the line the CLI shows. Runs trained without privacy are left as they are.
+The loop writes the guarantee into run.json ("privacy": the total epsilon and delta, the
+items it is made of, the assumptions it rests on, the DP-SGD settings; see
+genforge/training/privacy.py). `add_privacy` copies it into the evaluation's metrics.json,
+puts a section into its report.html and returns the lines the CLI shows: the (epsilon, delta)
+total with its assumptions, then one line per item. Runs trained without privacy are left as
+they are; a record written before the itemisation is shown as it is.
+
+Any DP run (DP-SGD or not) is itemised when its record has "epsilon", "delta", "items" (each
+{"step", "mechanism", "epsilon", "delta", "detail"}), "total" ({"epsilon", "delta",
+"composition"}: how the items were composed), "assumptions" (strings) and "accountant".
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ ROWS = (  # (record key, label)
     ("sampling", "sampling"),
     ("not_covered", "not covered"),
 )
+ITEM_COLUMNS = ("step", "mechanism", "epsilon", "delta", "composition", "detail")
 
 
 def privacy_record(run_dir: str | Path | None) -> dict[str, Any] | None:
@@ -44,10 +51,21 @@ def privacy_record(run_dir: str | Path | None) -> dict[str, Any] | None:
 
 
 def summary_line(record: dict[str, Any]) -> str:
-    return (f"privacy: (epsilon {record['epsilon']:.3g}, delta {record['delta']:.3g})-DP for "
-            f"{', '.join(record['private_nets'])} by DP-SGD (sigma "
-            f"{record['noise_multiplier']:.3g}, C {record['max_grad_norm']:.3g}, "
-            f"{record['private_steps']} steps)")
+    """The (epsilon, delta) total and, beside it, what it assumes."""
+    line = (f"privacy: (epsilon {record['epsilon']:.3g}, delta {record['delta']:.3g})-DP")
+    if "items" not in record:  # a run recorded before the itemisation
+        return (f"{line} for {', '.join(record['private_nets'])} by DP-SGD (sigma "
+                f"{record['noise_multiplier']:.3g}, C {record['max_grad_norm']:.3g}, "
+                f"{record['private_steps']} steps)")
+    accountant = record.get("accountant", "rdp").upper()
+    return (f"{line} in total over {len(record['items'])} item(s), one {accountant} "
+            "accountant; assuming: " + "; ".join(record.get("assumptions", [])))
+
+
+def item_lines(record: dict[str, Any]) -> list[str]:
+    """One line per item of the budget (its own epsilon, as if alone, at its delta)."""
+    return [f"  {i['step']}: epsilon {i['epsilon']:.3g} alone, delta {i['delta']:.3g} "
+            f"({i['mechanism']})" for i in record.get("items", [])]
 
 
 def privacy_html(record: dict[str, Any]) -> str:
@@ -61,10 +79,22 @@ def privacy_html(record: dict[str, Any]) -> str:
 
     rows = "".join(f"<tr><td>{label}</td><td>{cell(record.get(key))}</td></tr>"
                    for key, label in ROWS if key in record)
-    return (f"<h2>Differential privacy</h2><p><b>{html.escape(summary_line(record))}</b>. "
-            "The guarantee covers the training records through every privatised net's "
-            "updates; the accountant assumes Poisson sampling (see below).</p>"
-            f"<table class=record>{rows}</table>")
+    if "items" not in record:
+        return (f"<h2>Differential privacy</h2><p><b>{html.escape(summary_line(record))}"
+                "</b>.</p>" f"<table class=record>{rows}</table>")
+    total = record.get("total", {"epsilon": record["epsilon"], "delta": record["delta"],
+                                 "composition": "as recorded"})
+    head = "".join(f"<th>{c}</th>" for c in ITEM_COLUMNS)
+    items = "".join("<tr>" + "".join(f"<td>{cell(i.get(c))}</td>" for c in ITEM_COLUMNS)
+                    + "</tr>" for i in record["items"])
+    assumptions = "".join(f"<li>{html.escape(a)}</li>" for a in record.get("assumptions", []))
+    return (f"<h2>Differential privacy</h2><p><b>(epsilon {total['epsilon']:.4g}, delta "
+            f"{total['delta']:.3g})-DP in total</b>: {html.escape(total['composition'])}.</p>"
+            "<h3>Where epsilon went</h3><p class=note>Each item's epsilon is what it would "
+            "spend alone at its delta; composed by the accountant they spend less than their "
+            f"sum.</p><table class=record><tr>{head}</tr>{items}</table>"
+            f"<h3>Assumptions</h3><ul>{assumptions}</ul>"
+            f"<h3>DP-SGD settings</h3><table class=record>{rows}</table>")
 
 
 def add_privacy(run_dir: str | Path | None, paths: dict[str, Path]) -> list[str]:
@@ -84,4 +114,4 @@ def add_privacy(run_dir: str | Path | None, paths: dict[str, Path]) -> list[str]
         if cut >= 0:
             page = page[:cut] + privacy_html(record) + "\n" + page[cut:]
             Path(report).write_text(page, encoding="utf-8")
-    return [summary_line(record)]
+    return [summary_line(record), *item_lines(record)]

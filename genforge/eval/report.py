@@ -134,6 +134,26 @@ def loss_curves(run_dir: Path | None) -> str | None:
     return _figure_uri(draw)
 
 
+DP_NO_CURVES = ("<h2>Training losses</h2><p>Not shown: this run was trained with "
+                "differential privacy, and losses computed on the private records without "
+                "noise would release more than its epsilon covers, so none were logged.</p>")
+DP_NO_CLOSEST = ("<p>The samples nearest to the training set and their nearest training "
+                 "images are not shown: this run was trained with differential privacy, and "
+                 "showing training images would publish private records outright. (The rates "
+                 "above are computed on the training images without noise: an evaluation "
+                 "statistic outside the guarantee.)</p>")
+
+
+def losses_section(run_dir: Path | None) -> str:
+    """The loss curves of a run, a sentence why not for a DP run, or nothing."""
+    from genforge.eval.privacy import privacy_record
+
+    if privacy_record(run_dir) is not None:
+        return DP_NO_CURVES
+    curves = loss_curves(run_dir)
+    return f"<h2>Training losses</h2><img alt='loss curves' src='{curves}'>" if curves else ""
+
+
 def histogram_plot(hist: dict[str, Any], class_names: list[str]) -> str:
     share = np.asarray(hist["share"])
     names = class_names if len(class_names) == len(share) else [str(i) for i in range(len(share))]
@@ -232,7 +252,10 @@ def downstream_section(block: dict[str, Any]) -> str:
 
 
 def render_html(result: EvalResult) -> str:
+    from genforge.eval.privacy import privacy_record
+
     m = result.metrics
+    private = privacy_record(result.run_dir) is not None
     title = f"genforge eval: {result.run_dir or m['protocol']['fake'].get('path', '')}"
     parts = [f"<h1>{html.escape(title)}</h1>",
              f"<p>{_fmt(m['created'])} · genforge {_fmt(m['genforge'])} · torch "
@@ -256,15 +279,15 @@ def render_html(result: EvalResult) -> str:
                      f"real images {_fmt(memo['real_rate'])}, threshold "
                      f"{_fmt(memo['threshold'])}.</p>"
                      f"<p class=note>{html.escape(memo['definition'])}</p>")
-        if result.closest is not None:
+        if private:
+            parts.append(DP_NO_CLOSEST)
+        elif result.closest is not None:
             uri = _grid_uri(result.closest, nrow=len(result.closest) // 2)
             parts.append("<p>Top row: the samples nearest to the training set; bottom row: "
                          f"their nearest training images.</p><img alt=closest src='{uri}'>")
     if m.get("downstream"):
         parts.append(downstream_section(m["downstream"]))
-    curves = loss_curves(result.run_dir)
-    if curves:
-        parts.append(f"<h2>Training losses</h2><img alt='loss curves' src='{curves}'>")
+    parts.append(losses_section(result.run_dir))
     parts.append(protocol_section(m))
     return PAGE.format(title=html.escape(title), body="\n".join(parts))
 

@@ -371,7 +371,7 @@ def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
     from pathlib import Path
 
     from genforge.data.tables import load_tables
-    from genforge.eval.report import PAGE, loss_curves, prepare_out_dir
+    from genforge.eval.report import PAGE, losses_section, prepare_out_dir
     from genforge.version import __version__
 
     data = load_tables(model.config.data, getattr(options, "data_root", None))
@@ -402,9 +402,7 @@ def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
              "<h2>Sample rows</h2><div style='overflow-x:auto; font-size:0.85em'>",
              synthetic.head(8).to_html(index=False, na_rep="(missing)", border=0), "</div>",
              report_section(result), _privacy_note(model)]
-    curves = loss_curves(Path(model.path))
-    if curves:
-        parts.append(f"<h2>Training losses</h2><img alt='loss curves' src='{curves}'>")
+    parts.append(losses_section(Path(model.path)))
     paths["report"].write_text(PAGE.format(title=html.escape(title), body="\n".join(parts)),
                                encoding="utf-8")
     f = result["fidelity"]

@@ -197,7 +197,7 @@ def write_text_report(metrics: dict[str, Any], out: str | Path,
     import html
     import json
 
-    from genforge.eval.report import PAGE, loss_curves, prepare_out_dir
+    from genforge.eval.report import PAGE, losses_section, prepare_out_dir
 
     out = Path(out)
     moved = prepare_out_dir(out)
@@ -222,9 +222,8 @@ def write_text_report(metrics: dict[str, Any], out: str | Path,
     if metrics["examples"]:
         parts.append("<h2>Samples</h2>")
         parts += [f"<pre>{html.escape(t)}</pre>" for t in metrics["examples"]]
-    curves = loss_curves(Path(run_dir)) if run_dir else None
-    if curves:
-        parts.append(f"<h2>Training losses</h2><img alt='loss curves' src='{curves}'>")
+    if run_dir:
+        parts.append(losses_section(Path(run_dir)))
     parts.append("<h2>Protocol</h2>")
     parts += [f"<h3>{html.escape(k)}</h3>" + (table(v) if isinstance(v, dict) else
                                                 f"<p>{html.escape(_fmt(v))}</p>")

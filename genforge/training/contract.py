@@ -56,8 +56,10 @@ class TrainingData(Protocol):
         ...
 
     def stream(self, *, batch_size: int, seed: int, rank: int, world: int,
-               device: torch.device) -> Any:
-        """A resumable batch source: next(micro) -> list[Batch], state_dict, load_state_dict."""
+               device: torch.device, sample_rate: float | None = None) -> Any:
+        """A resumable batch source: next(micro) -> list[Batch], state_dict, load_state_dict.
+        With `sample_rate` q (DP-SGD) each step is a Poisson sample: every record joins it
+        independently with probability q (genforge.data.batches.poisson_indices)."""
         ...
 
     def preview_condition(self, n: int) -> torch.Tensor | None: ...
@@ -99,8 +101,20 @@ class StepContext:
                 accelerator.backward(loss)
         if not accelerator.sync_gradients:
             return  # accumulate: the optimizer steps on the last micro-batch
+        self._step(name)
+
+    def noise_only(self) -> None:
+        """DP-SGD on an empty Poisson batch: each private net steps on its noise alone."""
+        for name in self.privacy.private:
+            self.privacy.empty_step(name)
+            self._step(name)
+
+    def _step(self, name: str) -> None:
+        accelerator = self.accelerator
         optimizer = self.optimizers[name]
-        if self.grad_clip is not None:
+        # under DP-SGD per-sample clipping replaces grad_clip, and the norm of the noise-free
+        # gradient is not taken (it would be logged without privacy)
+        if self.grad_clip is not None and self.privacy is None:
             params = [p for group in optimizer.param_groups for p in group["params"]]
             norm = accelerator.clip_grad_norm_(params, self.grad_clip)
             self.grad_norms[name] = norm  # float() only when a line is written: on a GPU

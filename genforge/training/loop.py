@@ -113,7 +113,8 @@ def train(cfg: RunConfig, *, data: TrainingData,
 
         privacy = dp.start(cfg.privacy, objective, data, batch_size=t.batch_size,
                            max_steps=t.max_steps, grad_accum=t.grad_accum,
-                           processes=accelerator.num_processes, precision=precision)
+                           processes=accelerator.num_processes, precision=precision,
+                           seed=t.seed, grad_clip=t.grad_clip)
     run_dir = _run_dir(cfg, out, resume, overwrite, accelerator, chosen)  # after every refusal
     optimizers = objective.configure_optimizers(t)
     if privacy is not None:
@@ -141,8 +142,9 @@ def train(cfg: RunConfig, *, data: TrainingData,
             raise ckpt.RunStateError(f"{run_dir}: no checkpoint (state/) to resume from")
         trainer = ckpt.load_state(folder, rank=rank, nets=bare, emas=emas,
                                   optimizers=optimizers, schedulers=schedulers)
+    poisson = {} if privacy is None else {"sample_rate": privacy.sample_rate}  # DP: Poisson
     stream = data.stream(batch_size=t.batch_size, seed=t.seed, rank=rank, world=world,
-                         device=accelerator.device)
+                         device=accelerator.device, **poisson)
     ctx = StepContext(accelerator, optimizers, schedulers, objective.nets, t.grad_clip,
                       privacy=privacy)
     log = MetricsLog(run_dir, enabled=accelerator.is_main_process,
@@ -192,9 +194,15 @@ def train(cfg: RunConfig, *, data: TrainingData,
         deadline = None if t.max_minutes is None else tick + 60.0 * t.max_minutes
         while step < t.max_steps:
             ctx.step = step
-            for batch in stream.next(t.grad_accum):
+            batches = stream.next(t.grad_accum)
+            if privacy is not None and len(batches[0].x) == 0:
+                ctx.noise_only()  # an empty Poisson batch: the private nets' noisy step
+                batches = []
+            for batch in batches:
                 with accelerator.accumulate(*objective.nets.values()):
-                    log.add(objective.training_step(batch, ctx))
+                    logged = objective.training_step(batch, ctx)
+                if privacy is None:  # DP: losses of private records are not logged (no noise)
+                    log.add(logged)
             step += 1
             for ema in emas.values():
                 ema.update(step)

@@ -7,15 +7,31 @@
 
 Only the nets that see real records are privatised: an objective names them in
 `private_nets` (a GAN: the discriminator; the generator learns only through the private
-discriminator, so it is covered by post-processing). Without `private_nets` every trained net
-is private. The accounting assumes Poisson sampling at rate q; genforge's batch streams draw
-fixed-size batches (shuffled epochs for images and tables, random windows for text and series),
-the usual practice, and every run record says so.
+discriminator and public noise, so it is covered by post-processing). Without `private_nets`
+every trained net is private.
+
+Sampling: the accountants (RDP, PRV) assume Poisson sampling, so every DP-SGD run draws it:
+each record joins a step independently with probability q (genforge.data.batches.
+poisson_indices, the draw of Opacus' UniformWithReplacementSampler, made inside genforge's own
+resumable batch streams rather than through Opacus' DPDataLoader, which wraps a torch
+DataLoader these streams do not use). Batch sizes are Binomial(n, q); a step whose batch is
+empty still takes its noisy update (`empty_step`), as Opacus does.
+
+One budget, itemised. Besides the SGD steps an objective may release statistics of the data
+once, through `release_statistics(data, gaussian)` (CTGAN: the category counts its conditions
+are drawn from); `gaussian` is a Gaussian mechanism with an explicit share of epsilon. The
+data may carry `privacy_items` (DP preprocessing: {"step", "mechanism", "epsilon", "delta",
+"detail"}). The total is one accountant's: every Gaussian mechanism (each release as a
+sampled Gaussian with q = 1 and one step, then the SGD steps) is composed in RDP (or PRV) and
+converted to (epsilon, delta) once; the (epsilon, delta) items of preprocessing are added to
+that by basic composition, and their epsilon and delta are taken off the target first
+(genforge/training/budget.py: the releases, the split, solving sigma).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -25,15 +41,18 @@ from torch import nn
 
 from genforge.config import PrivacyConfig  # defined there: config is the lowest layer
 from genforge.errors import ConfigError
+from genforge.training.budget import (
+    RDP_ORDERS,
+    Releases,
+    left_for_gaussians,
+    orders,
+    solve_noise_multiplier,
+)
 
-__all__ = ["PrivacyConfig", "PrivateTraining", "count_records", "solve_noise_multiplier", "start"]
+__all__ = ["RDP_ORDERS", "PrivacyConfig", "PrivateTraining", "Releases", "count_records",
+           "solve_noise_multiplier", "start"]
 
-# RDP orders: Opacus's defaults stop at 63, too low for the small noise multipliers of
-# epsilon ~10 (it warns so); higher orders give a tighter, still valid bound
-RDP_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [
-    80, 96, 128, 192, 256, 384, 512, 1024]
-SAMPLING = ("fixed-size batches (shuffled epochs, or random windows for text and series); "
-            "the accountant assumes Poisson sampling at rate q = batch_size / records")
+SAMPLING = "Poisson sampling: each record joins a step independently with probability q"
 
 
 def count_records(data: Any) -> tuple[int, str]:
@@ -53,25 +72,35 @@ class PrivateTraining:
 
     Built by `start` before the optimizers exist; the loop then calls `wrap_optimizers`,
     `backward_for` (StepContext.update: only the updated net's per-sample gradients are taken),
-    `epsilon`, `record`, and `state_dict` / `load_state_dict` with its checkpoints.
+    `empty_step`, `epsilon`, `record`, and `state_dict` / `load_state_dict` with checkpoints.
+    `self.accountant` holds the SGD steps (Opacus' step hook appends to it); `releases` and the
+    data's `preprocessing` items are composed with them in `epsilon()`.
     """
 
     def __init__(self, cfg: PrivacyConfig, *, private: tuple[str, ...], public: tuple[str, ...],
                  hooks: dict[str, Any], records: int, unit: str, batch_size: int,
-                 max_steps: int, noise_multiplier: float, fixed: dict[str, list[str]]) -> None:
+                 max_steps: int, noise_multiplier: float, fixed: dict[str, list[str]],
+                 releases: Releases, preprocessing: list[dict[str, Any]],
+                 assumptions: list[str]) -> None:
         from opacus.accountants import create_accountant
 
         self.cfg, self.private, self.public, self.hooks = cfg, private, public, hooks
         self.records, self.unit, self.batch_size = records, unit, batch_size
         self.max_steps = max_steps
-        self.sample_rate = batch_size / records
+        self.sample_rate = batch_size / records  # q: each record's chance to join a step
         self.noise_multiplier = noise_multiplier
         self.fixed = fixed  # net -> layers Opacus replaced (privacy.fix_modules)
         self.accountant = create_accountant(mechanism=cfg.accountant)
         self.optimizers: dict[str, Any] = {}
+        self.releases, self.preprocessing = releases, preprocessing
+        self.assumptions = assumptions
+        # the (epsilon, delta) of preprocessing come off the top; the Gaussian mechanisms get
+        # the rest of delta (see the module docstring)
+        self.gaussian_delta = cfg.delta - sum(float(i["delta"]) for i in preprocessing)
 
     def wrap_optimizers(self, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
-        """Each private net's optimizer as an Opacus DPOptimizer that clips, noises and counts."""
+        """Each private net's optimizer as an Opacus DPOptimizer that clips, noises and counts.
+        The noisy sum is divided by the expected batch size q n (Poisson batches vary)."""
         from opacus.optimizers import DPOptimizer
 
         wrapped = dict(optimizers)
@@ -82,6 +111,13 @@ class PrivateTraining:
             dp.attach_step_hook(self.accountant.get_optimizer_hook_fn(self.sample_rate))
             wrapped[name] = self.optimizers[name] = dp
         return wrapped
+
+    def empty_step(self, name: str) -> None:
+        """Before the optimizer step of private net `name` on an empty Poisson batch: zero
+        per-sample gradients, so its DPOptimizer adds the noise alone (a step is still taken,
+        and counted: skipping it would tell that the batch was empty)."""
+        for p in self.optimizers[name].params:
+            p.grad_sample = p.new_zeros((0, *p.shape))
 
     @contextlib.contextmanager
     def paused(self, name: str) -> Iterator[None]:
@@ -111,44 +147,80 @@ class PrivateTraining:
         """Private optimizer steps taken (all private nets together)."""
         return sum(int(h[2]) for h in self.accountant.history)
 
-    def epsilon(self) -> float:
-        """The epsilon spent so far at `delta`."""
-        if not self.accountant.history:
-            return 0.0
-        with warnings.catch_warnings():  # after a few steps the best RDP order is the
-            warnings.simplefilter("ignore", UserWarning)  # largest: a valid, looser bound
-            return float(self.accountant.get_epsilon(delta=self.cfg.delta, **_orders(self.cfg)))
-
-    def projected_epsilon(self, steps: int) -> float:
-        """What `steps` more private loop steps would bring the spent epsilon to."""
+    def _gaussian_epsilon(self, history: list[tuple[float, float, int]]) -> float:
+        """The Gaussian mechanisms of `history`, composed by the accountant, at the delta
+        left to them."""
         from opacus.accountants import create_accountant
 
-        future = create_accountant(mechanism=self.cfg.accountant)
-        future.history = [*self.accountant.history, (self.noise_multiplier, self.sample_rate,
-                                                     steps * len(self.private))]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return float(future.get_epsilon(delta=self.cfg.delta, **_orders(self.cfg)))
+        if not history:
+            return 0.0
+        accountant = create_accountant(mechanism=self.cfg.accountant)
+        accountant.history = list(history)
+        with warnings.catch_warnings():  # RDP: the best order is the largest (a valid,
+            warnings.simplefilter("ignore", UserWarning)  # looser bound); PRV: log(0) of a
+            warnings.simplefilter("ignore", RuntimeWarning)  # q = 1 release, masked by it
+            return float(accountant.get_epsilon(delta=self.gaussian_delta, **orders(self.cfg)))
+
+    def epsilon(self) -> float:
+        """The total epsilon spent so far at `delta`: releases and SGD steps in one
+        accountant, plus the preprocessing items."""
+        spent = self._gaussian_epsilon([*self.releases.history, *self.accountant.history])
+        return spent + sum(float(i["epsilon"]) for i in self.preprocessing)
+
+    def projected_epsilon(self, steps: int) -> float:
+        """What `steps` more private loop steps would bring the total epsilon to."""
+        future = (self.noise_multiplier, self.sample_rate, steps * len(self.private))
+        spent = self._gaussian_epsilon([*self.releases.history, *self.accountant.history,
+                                        future])
+        return spent + sum(float(i["epsilon"]) for i in self.preprocessing)
+
+    def items(self) -> list[dict[str, Any]]:
+        """Where epsilon went: {step, mechanism, epsilon, delta, detail, composition} each.
+        A Gaussian item's epsilon is what it alone would spend at the same delta; composed
+        in RDP they spend less than their sum (see `record()["total"]`)."""
+        out = [{**i, "composition": "basic"} for i in self.preprocessing]
+        for history, item in zip(self.releases.history, self.releases.items, strict=True):
+            out.append({**item, "epsilon": self._gaussian_epsilon([history]),
+                        "delta": self.gaussian_delta, "composition": self.cfg.accountant})
+        c = self.cfg
+        out.append({
+            "step": "training (DP-SGD)",
+            "mechanism": (f"sampled Gaussian: Poisson rate q {self.sample_rate:.4g}, noise "
+                          f"multiplier {self.noise_multiplier:.4g}, clipping norm "
+                          f"{c.max_grad_norm:.4g}, {self.steps} steps"),
+            "epsilon": self._gaussian_epsilon(list(self.accountant.history)),
+            "delta": self.gaussian_delta, "composition": c.accountant,
+            "detail": f"per-sample clipped, noised gradients of {', '.join(self.private)}",
+            "noise_multiplier": self.noise_multiplier, "sample_rate": self.sample_rate,
+            "steps": self.steps})
+        return out
 
     def record(self) -> dict[str, Any]:
         """What run.json, metrics.jsonl and the report state about the guarantee."""
         c = self.cfg
+        total = self.epsilon()
         return {
-            "epsilon": self.epsilon(), "delta": c.delta, "epsilon_target": c.epsilon,
+            "epsilon": total, "delta": c.delta, "epsilon_target": c.epsilon,
             "noise_multiplier": self.noise_multiplier, "max_grad_norm": c.max_grad_norm,
             "accountant": c.accountant, "sample_rate": self.sample_rate,
             "batch_size": self.batch_size, "records": self.records, "record_unit": self.unit,
             "private_steps": self.steps, "private_nets": list(self.private),
             "public_nets": list(self.public), "fixed_layers": self.fixed,
-            "sampling": SAMPLING,
-            "not_covered": "preprocessing fitted on the data (e.g. category lists, scaling "
-                           "statistics, a tokenizer) is not privatised",
+            "sampling": f"{SAMPLING}, q = batch_size / records = {self.sample_rate:.4g}",
+            "items": self.items(),
+            "total": {"epsilon": total, "delta": c.delta, "composition": (
+                f"the Gaussian mechanisms (releases and DP-SGD steps) composed by one "
+                f"{c.accountant.upper()} accountant and converted to (epsilon, delta) once, at "
+                f"delta {self.gaussian_delta:.3g}; (epsilon, delta) items of preprocessing "
+                "added by basic composition")},
+            "assumptions": self.assumptions,
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-ready: the accountant's history and the noise multiplier in use."""
+        """JSON-ready: the accountant's history, the releases, the noise multiplier in use."""
         return {"noise_multiplier": self.noise_multiplier, "accountant": self.cfg.accountant,
-                "history": [list(h) for h in self.accountant.history]}
+                "history": [list(h) for h in self.accountant.history],
+                "releases": [list(h) for h in self.releases.history]}
 
     def load_state_dict(self, state: dict[str, Any], *, step: int) -> None:
         """Continue a run: its noise multiplier and spent budget, refusing to overspend."""
@@ -156,6 +228,8 @@ class PrivateTraining:
             raise ConfigError(f"privacy.accountant={self.cfg.accountant!r}: this run was "
                               f"accounted with {state['accountant']!r}; keep it to resume")
         self.accountant.history = [tuple(h) for h in state["history"]]
+        # the releases were made again, from the same seeded noise, when the run was rebuilt
+        self.releases.history = [tuple(h) for h in state.get("releases", [])]
         self.noise_multiplier = float(state["noise_multiplier"])  # the one the run started with
         for dp in self.optimizers.values():
             dp.noise_multiplier = self.noise_multiplier
@@ -170,8 +244,10 @@ class PrivateTraining:
 
 
 def start(cfg: PrivacyConfig, objective: Any, data: Any, *, batch_size: int, max_steps: int,
-          grad_accum: int = 1, processes: int = 1, precision: str = "fp32") -> PrivateTraining:
-    """Check the setting, hook the private nets (fixing layers if asked), solve sigma.
+          grad_accum: int = 1, processes: int = 1, precision: str = "fp32", seed: int = 0,
+          grad_clip: float | None = None) -> PrivateTraining:
+    """Check the setting, hook the private nets (fixing layers if asked), make the objective's
+    releases, solve sigma for what is left of the budget.
 
     Call before `objective.configure_optimizers` (a fixed net is a new module) and before the
     nets are prepared for a device.
@@ -191,8 +267,14 @@ def start(cfg: PrivacyConfig, objective: Any, data: Any, *, batch_size: int, max
                           "(per-sample gradients and their clipping are checked in fp32 only)")
     if batch_size > records:
         raise ConfigError(f"train.batch_size={batch_size} exceeds the {records} records")
+    if "sample_rate" not in inspect.signature(data.stream).parameters:
+        kind = data.info().get("kind", type(data).__name__)
+        raise ConfigError(f"privacy: the {kind} data's batch stream cannot draw Poisson "
+                          "samples (stream(sample_rate=...)), which the accountant assumes")
     if hasattr(objective, "check_privacy"):
         objective.check_privacy()  # a family refuses what it cannot privatise (one line)
+    preprocessing = [dict(i) for i in getattr(data, "privacy_items", [])]
+    gaussian_epsilon, gaussian_delta = left_for_gaussians(cfg, preprocessing)
     private = tuple(getattr(objective, "private_nets", tuple(objective.nets)))
     public = tuple(k for k in objective.nets if k not in private)
     hooks, fixed = {}, {}
@@ -204,34 +286,40 @@ def start(cfg: PrivacyConfig, objective: Any, data: Any, *, batch_size: int, max
         hooks[name] = _attach(net)
     if hasattr(objective, "private"):
         objective.private = True  # e.g. a conditional GAN's generator stops reading real labels
+    releases = Releases(cfg, epsilon=gaussian_epsilon, delta=gaussian_delta, seed=seed)
+    if hasattr(objective, "release_statistics"):
+        objective.release_statistics(data, releases.gaussian)  # e.g. CTGAN's category counts
     sigma = cfg.noise_multiplier
     if sigma is None:
         sigma = solve_noise_multiplier(cfg, sample_rate=batch_size / records,
-                                       steps=max_steps * len(private))
+                                       steps=max_steps * len(private), prior=releases.history,
+                                       epsilon=gaussian_epsilon, delta=gaussian_delta)
     return PrivateTraining(cfg, private=private, public=public, hooks=hooks, records=records,
                            unit=unit, batch_size=batch_size, max_steps=max_steps,
-                           noise_multiplier=float(sigma), fixed=fixed)
+                           noise_multiplier=float(sigma), fixed=fixed, releases=releases,
+                           preprocessing=preprocessing,
+                           assumptions=_assumptions(data, batch_size / records, grad_clip))
 
 
-def solve_noise_multiplier(cfg: PrivacyConfig, *, sample_rate: float, steps: int) -> float:
-    """The smallest sigma (to 0.01 in epsilon) whose `steps` steps spend at most cfg.epsilon."""
-    from opacus.accountants.utils import get_noise_multiplier
-
-    try:
-        with warnings.catch_warnings():  # "optimal order is the largest alpha": still valid
-            warnings.simplefilter("ignore", UserWarning)
-            return float(get_noise_multiplier(
-                target_epsilon=cfg.epsilon, target_delta=cfg.delta, sample_rate=sample_rate,
-                steps=steps, accountant=cfg.accountant, epsilon_tolerance=0.01, **_orders(cfg)))
-    except ValueError:  # opacus: "The privacy budget is too low."
-        raise ConfigError(f"privacy.epsilon={cfg.epsilon}: unreachable with {steps} steps at "
-                          f"sample rate {sample_rate:.3g} (the noise multiplier would pass "
-                          "1e6); raise epsilon or lower train.max_steps / train.batch_size") \
-            from None
-
-
-def _orders(cfg: PrivacyConfig) -> dict[str, Any]:
-    return {"alphas": RDP_ORDERS} if cfg.accountant == "rdp" else {}
+def _assumptions(data: Any, sample_rate: float, grad_clip: float | None) -> list[str]:
+    """What the number rests on, in words, for run.json, the report and the CLI."""
+    out = [f"Poisson sampling at rate q = {sample_rate:.4g} (each record joins each step "
+           "independently)",
+           "one record is one " + count_records(data)[1].removeprefix("one "),
+           "the noise and the Poisson draws come from torch's generator seeded by "
+           "train.seed (not a cryptographic one): the guarantee assumes the seed is secret",
+           "training losses and gradient norms, computed on the private records without "
+           "noise, are neither logged nor plotted"]
+    if grad_clip is not None:
+        out.append(f"train.grad_clip={grad_clip} is not applied: DP-SGD's per-sample "
+                   "clipping (privacy.max_grad_norm) replaces it")
+    leaks = data.info().get("leaks")  # the data kind's own account (tables), else in general
+    out.append(f"not privatised: {leaks}" if leaks else
+               "not privatised: what the data kind fits on the records outside DP-SGD (a "
+               "tokenizer's vocabulary, series scaling statistics; image scaling is fixed)")
+    out.append("evaluation statistics computed on the training records (genforge eval's "
+               "distances to training samples, train-on-real scores) are not privatised")
+    return out
 
 
 def _compatible(objective: Any, name: str, fix: bool) -> tuple[nn.Module, list[str]]:

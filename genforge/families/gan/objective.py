@@ -25,9 +25,12 @@ class GANObjective:
     sampling_nets = ("generator",)
     # DP-SGD: only the discriminator reads real images, so only it is privatised; the generator
     # learns through the private discriminator (post-processing). Under privacy a conditional
-    # generator draws its labels at random instead of taking the real batch's.
+    # generator draws its labels at random instead of taking the real batch's, and makes
+    # train.batch_size fakes a step whatever the size of the (Poisson) real batch: a
+    # data-dependent count would let one record add a second term to the critic's update.
     private_nets = ("discriminator",)
     private = False
+    fake_rows = 0  # train.batch_size, set with the optimizers
 
     def __init__(self, cfg: GANConfig, data_info: dict[str, Any]) -> None:
         self.cfg = cfg
@@ -38,6 +41,7 @@ class GANObjective:
         self.nets = {"generator": generator, "discriminator": discriminator}
 
     def configure_optimizers(self, train: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        self.fake_rows = train.batch_size
         return {
             name: torch.optim.Adam(net.parameters(), lr=train.lr, betas=train.betas,
                                    weight_decay=train.weight_decay)
@@ -53,17 +57,18 @@ class GANObjective:
     def training_step(self, batch: Batch, step: StepContext) -> dict[str, torch.Tensor]:
         G, D = self.nets["generator"], self.nets["discriminator"]
         real, y = batch.x, batch.y if self.num_classes else None
-        z = torch.randn(real.shape[0], self.cfg.latent_dim, device=real.device)
+        n_fake = self.fake_rows if self.private else real.shape[0]
+        z = torch.randn(n_fake, self.cfg.latent_dim, device=real.device)
         y_fake = y
         if self.private and y is not None:  # the generator never reads the real labels
-            y_fake = torch.randint(0, self.num_classes, y.shape, device=y.device)
+            y_fake = torch.randint(0, self.num_classes, (n_fake,), device=y.device)
         update_g = (step.step + 1) % self.cfg.critic_steps == 0
         with torch.set_grad_enabled(update_g):  # no graph through G when it does not update
             fake = G(z, y_fake)  # (B, C, H, W)
 
         # 1. the discriminator (critic) on real and detached fake images
         if self.cfg.loss == "bce":
-            real_logit, fake_logit = D(real, y), D(fake.detach(), y_fake)
+            real_logit, fake_logit = self._scores(D, real, y, fake.detach(), y_fake)
             d_loss = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
                       + F.binary_cross_entropy_with_logits(fake_logit,
                                                            torch.zeros_like(fake_logit)))
@@ -84,6 +89,19 @@ class GANObjective:
             step.update("generator", g_loss)
             logs["loss/g"] = g_loss.detach()
         return logs
+
+    def _scores(self, D: torch.nn.Module, real: torch.Tensor, y: torch.Tensor | None,
+                fake: torch.Tensor, y_fake: torch.Tensor | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """D's logits on real and fake images. Under DP in one pass over both: Opacus clips
+        each row of a pass, so a real image and a fake one are separate terms (two passes
+        would add real i's and fake i's gradients into one clipped term, and adding a
+        record would re-pair every later one)."""
+        if not self.private:
+            return D(real, y), D(fake, y_fake)
+        labels = None if y is None else torch.cat([y, y_fake])
+        logits = D(torch.cat([real, fake]), labels)  # (B + B_fake,)
+        return logits[: len(real)], logits[len(real) :]
 
     def _critic_loss(self, D: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor,
                      y: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from genforge.data.table_config import BY_CATEGORY_UNDER_DP
 from genforge.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,7 +25,9 @@ class TabularConfig:
     timesteps / schedule: TabDDPM's noise levels; aux_weight: weight of TabDDPM's auxiliary
     cross-entropy of the predicted categories (D3PM's hybrid loss; 0 = the KL alone);
     condition_on_target: TabDDPM's denoiser is told the data.target class (drawn by its
-    training frequencies when sampling); sample_chunk: rows generated per pass.
+    training frequencies when sampling); sample_chunk: rows generated per pass;
+    condition_share: under DP, CTGAN's share of privacy.epsilon (as if spent alone) for the
+    Gaussian release of the category counts its conditions are drawn from (default 0.1).
     """
 
     kind: Literal["copula", "tvae", "ctgan", "tabddpm"] = "tabddpm"
@@ -47,6 +50,9 @@ class TabularConfig:
     # TabDDPM: the denoiser is told the data's target class (data.target), drawn from its
     # training frequencies when sampling, or fixed by a where-condition on it
     condition_on_target: bool = False
+    # ctgan under DP: the standalone epsilon share of privacy.epsilon spent on releasing the
+    # category counts its conditions are drawn from (a Gaussian mechanism, see ctgan.py)
+    condition_share: float = 0.1
     # all
     sample_chunk: int = 20000
     max_rejection_rounds: int = 50  # conditional sampling by rejection gives up after these
@@ -58,6 +64,8 @@ class TabularConfig:
                 raise ConfigError(f"model.{key}={getattr(self, key)}: must be a positive integer")
         if not self.aux_weight >= 0.0:
             raise ConfigError(f"model.aux_weight={self.aux_weight}: must be >= 0")
+        if not 0.0 < self.condition_share < 1.0:
+            raise ConfigError(f"model.condition_share={self.condition_share}: must be in (0, 1)")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"model.dropout={self.dropout}: must be in [0, 1)")
 
@@ -72,6 +80,8 @@ class TabularConfig:
         privacy = getattr(cfg, "privacy", None)
         private = privacy is not None and (getattr(privacy, "epsilon", None) is not None or
                                            getattr(privacy, "noise_multiplier", None) is not None)
+        if private and getattr(cfg.data, "sampling", "rows") == "by-category":
+            raise ConfigError(BY_CATEGORY_UNDER_DP)
         if self.kind == "copula" and private:
             raise ConfigError("model.kind=copula is not trained by gradients, so DP-SGD cannot "
                               "privatise it: use tvae, ctgan or tabddpm with privacy.epsilon")
