@@ -384,13 +384,26 @@ def test_evaluate_text(run, tmp_path):
     metrics = evaluate_text(run, n_samples=4, max_new_tokens=24, max_eval_tokens=3000)
     m = metrics["metrics"]
     assert m["bits_per_char"] == pytest.approx(m["val_loss"] / np.log(2))  # char level
+    # the held-out loss by torch's cross-entropy of the transformers model's logits over
+    # the windows of context + 1 tokens that share their edge tokens, from the first 3,000
+    import torch.nn.functional as F
+
+    from genforge.data.text import load_text
+
+    model = genforge.load(run)
+    lm, context = model.objective.nets["lm"].eval(), int(model.data_info["block_size"])
+    held = torch.tensor(np.asarray(load_text(model.config.data).val)[:3000], dtype=torch.int64)
+    count = (len(held) - 1) // context
+    windows = torch.stack([held[w * context : (w + 1) * context + 1] for w in range(count)])
+    with torch.no_grad():
+        losses = [float(F.cross_entropy(lm(input_ids=w[None, :-1]).logits[0], w[1:]))
+                  for w in windows]
+    assert m["val_loss"] == pytest.approx(np.mean(losses), rel=1e-5)
+    assert metrics["protocol"]["held_out"]["tokens_evaluated"] == count * context
     assert m["perplexity"] == pytest.approx(np.exp(m["val_loss"]))
     # distinct-1 and the 8-gram copy rate by hand from the same samples (seed 0, no prompt:
     # every token is continuation): a set of the tokens, and each 8-gram looked up as a byte
     # string in the run's training split (char ids < 256), not by the eval's n-gram hashes
-    from genforge.data.text import load_text
-
-    model = genforge.load(run)
     continuations = [model.tokenizer.encode(text, add_special_tokens=False)
                      for text in model.sample(4, seed=0, prompt="", max_new_tokens=24,
                                               temperature=1.0, top_k=None, top_p=None)]
