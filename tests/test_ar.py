@@ -384,9 +384,40 @@ def test_evaluate_text(run, tmp_path):
     metrics = evaluate_text(run, n_samples=4, max_new_tokens=24, max_eval_tokens=3000)
     m = metrics["metrics"]
     assert m["bits_per_char"] == pytest.approx(m["val_loss"] / np.log(2))  # char level
+    # the held-out loss by torch's cross-entropy of the transformers model's logits over
+    # the windows of context + 1 tokens that share their edge tokens, from the first 3,000
+    import torch.nn.functional as F
+
+    from genforge.data.text import load_text
+
+    model = genforge.load(run)
+    lm, context = model.objective.nets["lm"].eval(), int(model.data_info["block_size"])
+    held = torch.tensor(np.asarray(load_text(model.config.data).val)[:3000], dtype=torch.int64)
+    count = (len(held) - 1) // context
+    windows = torch.stack([held[w * context : (w + 1) * context + 1] for w in range(count)])
+    with torch.no_grad():
+        losses = [float(F.cross_entropy(lm(input_ids=w[None, :-1]).logits[0], w[1:]))
+                  for w in windows]
+    assert m["val_loss"] == pytest.approx(np.mean(losses), rel=1e-5)
+    assert metrics["protocol"]["held_out"]["tokens_evaluated"] == count * context
     assert m["perplexity"] == pytest.approx(np.exp(m["val_loss"]))
-    assert 0 < m["distinct_1"] <= 1 and 0 <= m["copy_rate_8"] <= 1
-    assert m["copy_rate_8_held_out"] > 0.1  # held-out Shakespeare shares 8-grams with train
+    # distinct-1 and the 8-gram copy rate by hand from the same samples (seed 0, no prompt:
+    # every token is continuation): a set of the tokens, and each 8-gram looked up as a byte
+    # string in the run's training split (char ids < 256), not by the eval's n-gram hashes
+    continuations = [model.tokenizer.encode(text, add_special_tokens=False)
+                     for text in model.sample(4, seed=0, prompt="", max_new_tokens=24,
+                                              temperature=1.0, top_k=None, top_p=None)]
+    tokens = [t for c in continuations for t in c]
+    assert m["distinct_1"] == len(set(tokens)) / len(tokens)
+    train = np.asarray(load_text(model.config.data).train)
+    assert train.max() < 256
+    corpus = bytes(train.astype(np.uint8))
+    grams = [bytes(c[i : i + 8]) for c in continuations for i in range(len(c) - 7)]
+    assert m["copy_rate_8"] == pytest.approx(np.mean([g in corpus for g in grams]), abs=1e-12)
+    held_out = bytes(np.asarray(load_text(model.config.data).val)[:3000].astype(np.uint8))
+    shared = np.mean([held_out[i : i + 8] in corpus for i in range(len(held_out) - 7)])
+    assert m["copy_rate_8_held_out"] == pytest.approx(shared, abs=1e-12)
+    assert shared > 0.1  # held-out Shakespeare shares 8-grams with train
     assert metrics["protocol"]["held_out"]["tokens_evaluated"] <= 3000
     paths = write_text_report(metrics, tmp_path / "eval", run_dir=run)
     assert json.loads(paths["metrics"].read_text())["kind"] == "text"

@@ -237,11 +237,49 @@ def test_cli_sample_and_eval(audio_runs, fsdd_root, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "CAS" in result.output and "FD" in result.output
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert 0.0 <= metrics["metrics"]["accuracy"]["accuracy"] <= 1.0
-    assert metrics["baselines"]["real_vs_real"]["fd"] >= 0.0
-    assert len(metrics["metrics"]["accuracy"]["per_class"]) == 3
+    _check_against_sklearn_and_numpy(metrics, genforge.load(run), fsdd_root)
     page = (tmp_path / "ev" / "report.html").read_text()
     assert page.count("<audio") == 3 * 3 and "data:audio/wav;base64," in page
+
+
+def _frechet_by_eigenvalues(a: np.ndarray, b: np.ndarray) -> float:
+    """The textbook Fréchet distance of two feature sets' Gaussians, with Tr (S1 S2)^½ as the
+    sum of the square roots of the eigenvalues of S1 S2 (real and >= 0 up to rounding)."""
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    diff = a.mean(0) - b.mean(0)
+    root_eigenvalues = np.sqrt(np.linalg.eigvals(s1 @ s2).astype(complex)).real
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * root_eigenvalues.sum())
+
+
+def _check_against_sklearn_and_numpy(metrics, model, root) -> None:
+    """The eval's CAS and FDs recomputed from the clips the eval used (its seed, its labels
+    i mod 3, the first 12 training clips, all test clips) through the same cached
+    classifier, with sklearn's accuracy and recall and numpy's eigenvalues of S1 S2."""
+    import dataclasses
+
+    from sklearn.metrics import accuracy_score, recall_score
+
+    from genforge.eval.audio_classifier import audio_classifier
+
+    n, cfg = metrics["n"], model.config.data
+    clf = audio_classifier(cfg, root)
+    labels = np.arange(n) % 3
+    fake = np.asarray(model.sample(n, seed=metrics["seed"], label=labels), np.float32)
+    fake_feats, fake_probs = clf(fake, RATE)
+    test = load_audio(dataclasses.replace(cfg, split="test", limit=None), root)
+    train = load_audio(dataclasses.replace(cfg, split="train", limit=n), root)
+    test_feats, _ = clf(test.waves.numpy(), RATE)
+    train_feats, train_probs = clf(train.waves.numpy(), RATE)
+    heard = fake_probs.argmax(1)
+    m, floor = metrics["metrics"], metrics["baselines"]["real_vs_real"]
+    assert m["accuracy"]["accuracy"] == accuracy_score(labels, heard)
+    np.testing.assert_allclose(m["accuracy"]["per_class"],
+                               recall_score(labels, heard, labels=[0, 1, 2], average=None))
+    assert floor["accuracy"]["accuracy"] == accuracy_score(train.labels.numpy(),
+                                                           train_probs.argmax(1))
+    assert m["fd"] == pytest.approx(_frechet_by_eigenvalues(fake_feats, test_feats), rel=1e-5)
+    assert floor["fd"] == pytest.approx(_frechet_by_eigenvalues(train_feats, test_feats),
+                                        rel=1e-5)
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "audio" / "fsdd").is_dir(),

@@ -12,11 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import accuracy_score
 from typer.testing import CliRunner
 
 from genforge.cli import app
 from genforge.config import ConfigError, DataConfig
 from genforge.data import load_images
+from genforge.eval import downstream
 from genforge.eval.classifier import TrainSettings, save_classifier, train_classifier
 from genforge.eval.downstream import DownstreamSettings, balanced_subset, downstream_metrics
 from genforge.eval.pipeline import EvalOptions, evaluate
@@ -112,8 +114,18 @@ def test_eval_of_a_conditional_run_reports_downstream(runs, clf_file, tmp_path, 
     @dataclass
     class Quick(DownstreamSettings):  # the eval's settings, tested on 1,000 test images
         test_n: int | None = 1000
+        use_cache: bool = False  # every arm trained here, whatever ran before
 
     monkeypatch.setattr("genforge.eval.downstream.DownstreamSettings", Quick)
+    trained = []  # (arm, its training labels, the net) of each classifier the eval trains
+    fit = downstream.fit_net
+
+    def recording_fit(images, labels, *args, **kwargs):
+        net = fit(images, labels, *args, **kwargs)
+        trained.append((kwargs["desc"], labels, net))
+        return net
+
+    monkeypatch.setattr(downstream, "fit_net", recording_fit)
 
     options = EvalOptions(n=100, classifier=str(clf_file), progress=False, kid_subsets=3,
                           memorisation_queries=50, downstream=True, downstream_steps=10,
@@ -124,11 +136,26 @@ def test_eval_of_a_conditional_run_reports_downstream(runs, clf_file, tmp_path, 
     block = metrics["downstream"]
     assert block["cas"]["n"] == 100 and block["augmentation"]["generated_m"] == 50
     assert [s["seed"] for s in block["augmentation"]["per_seed"]] == [0, 1]
-    for value in (block["cas"]["accuracy"], block["cas"]["real_reference"],
-                  block["augmentation"]["real_only"], block["augmentation"]["real_plus_generated"]):
-        assert 0 <= value <= 1
-    assert block["augmentation"]["gain"] == pytest.approx(np.mean(
-        [s["real_plus_generated"] - s["real_only"] for s in block["augmentation"]["per_seed"]]))
+    # the arms, in order, and what each was trained on (by hand: the eval samples label
+    # i mod 10, so 100 generated images are 10 a class and the first 50 are 5 a class;
+    # a real arm of 1,000 is 100 a class)
+    cas, reference, mixed, alone = ("CAS (generated)", "CAS real reference",
+                                    "augmentation (real + generated)",
+                                    "augmentation (real only)")
+    assert [arm for arm, _, _ in trained] == [cas, reference, mixed, alone, mixed, alone]
+    counts = [torch.bincount(labels, minlength=10).tolist() for _, labels, _ in trained]
+    assert counts == [[10] * 10, [10] * 10, [105] * 10, [100] * 10, [105] * 10, [100] * 10]
+    # each accuracy in the block is its net's share of the 1,000 test images, by sklearn
+    test = load_images(DataConfig(dataset="mnist", split="test", limit=1000))
+    with torch.no_grad():
+        scores = [accuracy_score(test.labels, net(test.images).argmax(1))
+                  for _, _, net in trained]
+    assert (block["cas"]["accuracy"], block["cas"]["real_reference"]) == tuple(scores[:2])
+    per_seed = block["augmentation"]["per_seed"]
+    assert [(s["real_plus_generated"], s["real_only"]) for s in per_seed] == \
+        [tuple(scores[2:4]), tuple(scores[4:6])]
+    assert block["augmentation"]["gain"] == pytest.approx(
+        np.mean([scores[2] - scores[3], scores[4] - scores[5]]), abs=1e-12)
     assert block["protocol"]["steps"] == 10
     assert block["protocol"]["test"] == "mnist:test, the first 1000 images"
     assert metrics["options"]["downstream"] is True and "downstream" in metrics["seconds"]

@@ -148,6 +148,29 @@ def test_kid_is_unbiased_on_identical_distributions():
     assert shifted["mean"] > 20 * shifted["se"] > 0
 
 
+def test_precision_recall_density_coverage_equal_sklearns_neighbours():
+    """The four counts by their definitions (Kynkäänniemi et al. 2019, k=3; Naeem et al.
+    2020, k=5), with sklearn's nearest neighbours and scipy's distances in float64."""
+    from scipy.spatial.distance import cdist
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(300, 8)), rng.normal(size=(250, 8)) * 1.2 + 0.4  # real, fake
+
+    def radius(points, k):  # the k-th neighbour other than the point itself
+        return NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)[0][:, k]
+
+    d = cdist(y, x)  # (M, N)
+    real3, real5, fake3 = radius(x, 3), radius(x, 5), radius(y, 3)
+    expected = {"precision": (d < real3).any(1).mean(),  # fakes inside some real 3-ball
+                "recall": (d < fake3[:, None]).any(0).mean(),  # reals inside some fake 3-ball
+                "density": (d < real5).sum() / (5 * len(y)),
+                "coverage": (d.min(0) < real5).mean()}
+    got = M.precision_recall_density_coverage(x, y)
+    assert got == pytest.approx(expected, abs=1e-6), (got, expected)  # float32 shares
+    assert 0.3 < expected["precision"] < 0.95 and 0.3 < expected["coverage"] < 0.95  # no edge
+
+
 def test_precision_recall_density_coverage_on_gaussians():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(1000, 8)), rng.normal(size=(1000, 8))

@@ -89,6 +89,21 @@ def test_widening_keeps_each_path_and_is_identity_at_factor_one():
     assert max(fitted["factors"]) == 0.0
 
 
+def test_widening_by_hand():
+    """Four paths 4, 1, 7, 2 (median 3); sorted, their ranks bound the levels 0.75, 0.25,
+    0.25, 0.75 (|2 (i + 1/2) / S - 1|), and each moves to 3 + f(level) (x - 3)."""
+    paths = np.array([4.0, 1.0, 7.0, 2.0]).reshape(4, 1, 1)
+
+    def widened(levels, factors):
+        return widen(paths, {"levels": levels, "factors": factors})[:, 0, 0].tolist()
+
+    assert widened([0.5], [2.0]) == [5.0, -1.0, 11.0, 1.0]  # one factor, flat off the grid
+    assert widened([0.25, 0.75], [1.0, 3.0]) == [4.0, -3.0, 15.0, 2.0]  # f = 3, 1, 1, 3
+    # a factor falling with the level: sorted 1, 2 would move to 1, 0 and cross; the outer
+    # one is held at its inner neighbour
+    assert widened([0.25, 0.75], [3.0, 1.0]) == [6.0, 0.0, 7.0, 0.0]
+
+
 def test_step_blocks_follow_a_spread_that_grows_too_fast():
     """The model's spread is flat over the horizon while the truth's grows 1 -> 3: one pooled
     factor over-covers the first steps and under-covers the last; factors per block of steps
@@ -211,6 +226,10 @@ def test_a_run_calibrates_its_paths_on_its_calibration_rows(calibrated_run):
     assert factors["origins"] == [80, 86, 92, 98]  # each forecast ends by row 104
     np.testing.assert_allclose(paths, widen(raw, factors), rtol=1e-5)
     assert not np.allclose(paths, raw)
+    # widening about each step's median keeps the median and the paths' order
+    np.testing.assert_allclose(np.median(paths, 0), np.median(raw, 0), rtol=1e-6)
+    in_raw_order = np.take_along_axis(paths, np.argsort(raw, 0, kind="stable"), 0)
+    assert (np.diff(in_raw_order, axis=0) >= -1e-4).all()
 
 
 def test_a_refitted_run_keeps_the_factors_of_the_calibrated_one(calibrated_run, tmp_path):

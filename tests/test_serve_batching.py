@@ -1,16 +1,40 @@
 """The batcher's gathering window and its continuous batching, with fake models whose pass
-(or step) takes a known time."""
+(or step) takes a known time. What is checked is counted, not timed: the requests of each
+step, and the waits the worker asks of its queue (a busy machine stretches every duration)."""
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import time
+from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 
 pytest.importorskip("fastapi")
 
+from genforge.serve import batching
 from genforge.serve.batching import Batcher
+
+
+class WaitLog(queue.Queue):
+    """The batcher's queue, recording the timeout of each blocking `get` (its gathering
+    window: how long the worker was prepared to wait for more requests)."""
+
+    waits: ClassVar[list[float]] = []
+
+    def get(self, block=True, timeout=None):
+        if block and timeout is not None:
+            WaitLog.waits.append(timeout)
+        return super().get(block, timeout)
+
+
+@pytest.fixture
+def waits(monkeypatch):
+    WaitLog.waits = []
+    monkeypatch.setattr(batching, "queue", SimpleNamespace(Queue=WaitLog, Empty=queue.Empty))
+    return WaitLog.waits
 
 
 class SlowModel:
@@ -23,6 +47,7 @@ class SlowModel:
 
     def __init__(self, seconds: float, steps: int = 1) -> None:
         self.seconds, self.steps, self.passes = seconds, steps, []
+        self.seeds_of_step: list[list[int]] = []  # the seeds of the requests of each step
         self.data_info = {"kind": "images"}
 
     def session(self, options, chunk):
@@ -48,6 +73,7 @@ class SlowSession:
 
     def step(self):
         self.model.passes.append(len(self.left))
+        self.model.seeds_of_step.append(sorted(self.seeds[t] for t in self.left))
         time.sleep(self.model.seconds)
         done = []
         for ticket in list(self.left):
@@ -71,19 +97,25 @@ async def _round(batcher: Batcher, seeds: list[int], stagger: float) -> float:
     return time.perf_counter() - start
 
 
-def test_returning_callers_share_one_pass_and_a_lone_one_does_not_wait():
+def test_returning_callers_share_one_pass_and_a_lone_one_does_not_wait(waits):
     async def main() -> None:
         model = SlowModel(0.6)
         batcher = Batcher(model, max_wait_ms=2.0)
         await _round(batcher, [1, 2, 3, 4], 0.0)  # one pass of 4 sets the recent size
         model.passes.clear()
+        waits.clear()
         # callers come back 15 ms apart: a 2 ms window alone would split them in two passes
         await _round(batcher, [5, 6, 7, 8], 0.015)
         assert model.passes == [4]
+        # its first wait: the 2 ms window plus a tenth of the last pass (>= 0.6 s), at most
+        # 0.1 s of it
+        assert 0.06 < waits[0] <= 0.002 + 0.1, waits
         for seed in (9, 10, 11):  # the load falls to one caller: the window shrinks back
             await _round(batcher, [seed], 0.0)
-        lone = await _round(batcher, [12], 0.0)
-        assert lone < 0.6 + 0.05  # no fill wait once the last passes served one request
+        waits.clear()
+        await _round(batcher, [12], 0.0)
+        # no fill wait once the last passes served one request: at most the 2 ms window
+        assert waits and max(waits) <= 0.002, waits
         batcher.close()
 
     asyncio.run(main())
@@ -93,19 +125,23 @@ def test_a_request_joins_a_running_chain_between_steps():
     async def main() -> None:
         model = SlowModel(0.05, steps=6)
         batcher = Batcher(model, max_wait_ms=2.0)
-        start = time.perf_counter()
+        steps_before = []
 
-        async def late() -> float:
+        async def late() -> None:
             await asyncio.sleep(0.12)  # the first request is two or three steps in
+            steps_before.append(len(model.seeds_of_step))  # steps begun before it queued
             assert await batcher.submit(1, seed=2) == 2
-            return time.perf_counter() - start - 0.12
 
-        first, late_latency = await asyncio.gather(batcher.submit(1, seed=1), late())
+        first, _ = await asyncio.gather(batcher.submit(1, seed=1), late())
         assert first == 1
-        # it joined the running chain: steps of two requests, and no step of it alone after
-        # the first request's last (one after another would be 12 steps, 6 of 1 + 6 of 1)
-        assert 2 in model.passes and len(model.passes) < 12, model.passes
-        assert late_latency < 0.05 * (6 + 2)  # its own 6 steps, plus at most one it waited
+        steps = model.seeds_of_step
+        # each request took its 6 steps; the late one joined the running chain (steps of
+        # both), so fewer than the 12 of one chain after the other
+        assert sum(1 in s for s in steps) == 6 and sum(2 in s for s in steps) == 6, steps
+        assert [1, 2] in steps and len(steps) < 12, steps
+        # it waited for at most the step running when it came, not for the chain's end
+        joined = next(i for i, s in enumerate(steps) if 2 in s)
+        assert steps_before[0] >= 1 and joined - steps_before[0] <= 1, (steps_before, steps)
         batcher.close()
 
     asyncio.run(main())
@@ -140,8 +176,10 @@ def test_a_request_that_times_out_leaves_the_chain():
         with pytest.raises(TimeoutError):
             await batcher.submit(1, seed=1, timeout=0.12)
         assert await batcher.submit(1, seed=2) == 2  # the model is free again, at once
-        # the first request ran ~3 steps and left; the second ran its 10 alone
-        assert len(model.passes) < 10 + 10 and model.passes[-1] == 1, model.passes
+        # the first request ran ~3 of its 10 steps and left; the second ran its 10 alone
+        steps = model.seeds_of_step
+        assert 1 <= sum(1 in s for s in steps) < 10, steps
+        assert steps[-10:] == [[2]] * 10 and sum(2 in s for s in steps) == 10, steps
         batcher.close()
 
     asyncio.run(main())
