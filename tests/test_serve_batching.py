@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-pytest.importorskip("fastapi")
+from skips import not_installed
+
+pytest.importorskip("fastapi", reason=not_installed("fastapi"))
 
 from genforge.serve.batching import Batcher
 

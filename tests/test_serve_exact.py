@@ -21,11 +21,12 @@ from genforge.registry import FAMILIES
 from genforge.training.noise import RowNoise, fixed_chunks
 
 from conftest import REPO, SHARED_DATA
+from skips import skip_because
 
 
 def preset_model(preset: str, *overrides: str) -> GenerativeModel:
     if not (SHARED_DATA / "mnist").is_dir():
-        pytest.skip("../shared/data/mnist is not present on this machine")
+        skip_because("no-shared-data", f"{SHARED_DATA}/mnist")
     cfg = genforge.load_config(preset, list(overrides))
     info = get_modality(cfg.modality or FAMILIES[cfg.family].modalities[0]).load(
         cfg.data, SHARED_DATA).info()
