@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,17 @@ def test_p_values_of_calibrated_draws_are_near_uniform():
     p = np.asarray([p_value(reference, c) for c in fresh])
     assert 0.06 <= (p < 0.1).mean() <= 0.15
     assert 0.42 <= (p < 0.5).mean() <= 0.58
+
+
+def test_eval_summary_names_a_skipped_coverage_noise(monkeypatch):
+    from genforge.eval import series
+    from genforge.eval.pipeline import EvalOptions
+    from genforge.eval.runs import evaluate_series_run
+
+    why = "no ARIMA stand-in: 5 rows before the held-out tail; an ARIMA stand-in needs 8"
+    monkeypatch.setattr(series, "evaluate_series", lambda model, **kw: {
+        "metrics": {"crps": 1.0, "coverage_noise": {"skipped": why}}})
+    monkeypatch.setattr(series, "write_series_report", lambda *a, **kw: {})
+    model = SimpleNamespace(path="run", data_info={})
+    lines, _ = evaluate_series_run(model, EvalOptions(), "out", n_given=False)
+    assert lines == ["crps 1", f"coverage noise skipped: {why}"]
