@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from skips import skip_because
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # precision=auto picks bf16 on AVX-512 BF16 / AMX machines: recorded losses and exact
@@ -49,10 +51,16 @@ def tiny_config(preset: str, *extra: str):
     return load_config(preset, tiny(family, *extra))
 
 
+def pytest_configure(config) -> None:
+    import skips  # the allowed skip reasons; under CI any other skip fails
+
+    config.pluginmanager.register(skips, "genforge-skips")
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not (SHARED_DATA / "fashion-mnist").is_dir():
-        pytest.skip("../shared/data is not present on this machine")
+        skip_because("no-shared-data", f"{SHARED_DATA} is not present on this machine")
     return SHARED_DATA
 
 

@@ -18,11 +18,11 @@ from genforge.data.text import TextDataConfig, load_text, split_text
 from genforge.data.tokenizer import bpe_tokenizer, char_tokenizer, encode_corpus
 
 from conftest import REPO, SHARED_DATA, tiny
+from skips import skip_unless
 
 WEIGHTS = SHARED_DATA.parent / "weights" / "tinystories260K"
 SHAKESPEARE = REPO / "data" / "text" / "tinyshakespeare.txt"  # bundled
 TANG = SHARED_DATA / "text" / "chinese" / "quantangshi.txt"
-needs_text = pytest.mark.skipif(not SHAKESPEARE.exists(), reason="data/text missing")
 runner = CliRunner()
 
 
@@ -53,14 +53,12 @@ def test_tokenizers_round_trip_ascii_and_cjk(kind):
         assert tok.decode(tok.encode("白€日").ids) == "白日"  # € unknown: <unk>, skipped
 
 
-@needs_text
 def test_bpe_corpus_encoding_in_chunks_equals_one_pass():
     text = SHAKESPEARE.read_text()[:20000]
     tok = bpe_tokenizer([text], 400)
     assert encode_corpus(tok, text, chunk_chars=500).tolist() == tok.encode(text).ids
 
 
-@needs_text
 def test_corpus_split_cache_and_stream():
     cfg = TextDataConfig(limit=400, block_size=32)
     data = load_text(cfg)
@@ -107,7 +105,6 @@ def run(tmp_path_factory):
     return out
 
 
-@needs_text
 def test_sampling_is_seeded_and_options_work(run, capsys):
     model = genforge.load(run)
     a = model.sample(3, seed=0, prompt="ROMEO:", max_new_tokens=20)
@@ -136,7 +133,6 @@ def test_sampling_is_seeded_and_options_work(run, capsys):
         model.sample(1, seed=0, top_p=1.5)
 
 
-@needs_text
 @pytest.mark.parametrize("penalty,attention", [(1.0, "sdpa"), (1.3, "sdpa"), (1.0, "eager")])
 def test_texts_joining_a_running_session_get_their_greedy_lone_texts(run, penalty, attention):
     """Continuous batching of text: b (another prompt) joins a's decoding after 3 tokens,
@@ -199,7 +195,6 @@ def _lone_scores(lm, tokenizer, prompts):
     return options, seen, alone
 
 
-@needs_text
 @pytest.mark.parametrize("arch,attention", [("gpt2", "sdpa"), ("gpt2", "eager"),
                                             ("llama", "sdpa")])
 def test_joined_rows_logits_are_their_lone_logits(run, arch, attention):
@@ -243,7 +238,6 @@ def test_joined_rows_logits_are_their_lone_logits(run, arch, attention):
             torch.testing.assert_close(got, lone, atol=1e-4, rtol=0, msg=f"{prompt} {step}")
 
 
-@needs_text
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_a_known_prompt_joins_from_the_prompt_cache_with_its_lone_logits(run, arch):
     """A prompt run once (alone in an idle session, or joining a running one) is kept in the
@@ -320,7 +314,6 @@ def test_a_known_prompt_joins_from_the_prompt_cache_with_its_lone_logits(run, ar
     assert cache.get([1, 2], cpu) is not None and cache.get([5, 6], cpu) is not None
 
 
-@needs_text
 def test_a_text_removed_mid_decoding_leaves_the_others_unchanged(run):
     model = genforge.load(run)
     options = {"temperature": 0, "max_new_tokens": 8}
@@ -337,7 +330,6 @@ def test_a_text_removed_mid_decoding_leaves_the_others_unchanged(run):
     assert got[1] == model.sample(1, seed=0, prompt="ROMEO:", **options)
 
 
-@needs_text
 def test_a_text_session_samples_stops_and_refuses_what_outgrows_the_context(run):
     model = genforge.load(run)
     session = model.session({"max_new_tokens": 12, "stop": ["e"]})
@@ -354,7 +346,6 @@ def test_a_text_session_samples_stops_and_refuses_what_outgrows_the_context(run)
         long.add(1, {"n": 1, "prompt": "ROMEO:"})
 
 
-@needs_text
 def test_cli_sample_and_the_exported_folder(run, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -377,7 +368,6 @@ def test_cli_sample_and_the_exported_folder(run, tmp_path):
     assert bad.exit_code == 2 and "--horizon does not apply" in bad.output
 
 
-@needs_text
 def test_evaluate_text(run, tmp_path):
     from genforge.eval.text import evaluate_text, write_text_report
 
@@ -430,7 +420,7 @@ def test_evaluate_text(run, tmp_path):
     assert written["metrics"]["val_loss"] > 0 and "perplexity" in result.output
 
 
-@pytest.mark.skipif(not TANG.exists(), reason="../shared/data/text/chinese missing")
+@skip_unless(TANG.exists(), "no-shared-data", str(TANG))
 def test_cjk_corpus_trains_and_samples_chinese(tmp_path):
     from genforge.api import train
     from genforge.registry import load_config
@@ -442,7 +432,7 @@ def test_cjk_corpus_trains_and_samples_chinese(tmp_path):
     assert text.startswith("白日") and len(text) == 12
 
 
-@pytest.mark.skipif(not (WEIGHTS / "stories260K.bin").exists(), reason="weights missing")
+@skip_unless((WEIGHTS / "stories260K.bin").exists(), "no-shared-data", f"{WEIGHTS}")
 def test_llama2c_conversion_reproduces_the_published_greedy_sample(tmp_path):
     """run.c -t 0.0 prints the greedy story after <s> (256 steps); the converted folder,
     loaded by genforge (and so by transformers), must print exactly the same text."""
@@ -459,7 +449,6 @@ def test_llama2c_conversion_reproduces_the_published_greedy_sample(tmp_path):
         ["<s>", "▁Once", "▁upon", "▁a", "▁time"]
 
 
-@needs_text
 def test_training_without_samples_with_the_fast_optimizer(tmp_path):
     """log.sample_n=0 writes no samples; AdamW is the fused kernel, GELU the exact one (the
     fast choices on a CPU); grad norms reach metrics.jsonl as numbers."""

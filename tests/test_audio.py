@@ -21,6 +21,7 @@ from genforge.errors import DataError
 from genforge.registry import PRESET_DIR, load_config
 
 from conftest import SHARED_DATA, tiny
+from skips import skip_unless
 
 RATE = 8000
 DIGITS = {"0": 300.0, "1": 700.0, "2": 1500.0}  # each "digit" is a tone with harmonics
@@ -282,8 +283,8 @@ def _check_against_sklearn_and_numpy(metrics, model, root) -> None:
                                         rel=1e-5)
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "audio" / "fsdd").is_dir(),
-                    reason="../shared/data/audio/fsdd is not present on this machine")
+@skip_unless((SHARED_DATA / "audio" / "fsdd").is_dir(), "no-shared-data",
+             f"{SHARED_DATA}/audio/fsdd")
 def test_real_fsdd_test_split():
     test = load_audio(AudioDataConfig(split="test"), SHARED_DATA)
     assert len(test) == 300 and test.labels.bincount().tolist() == [30] * 10

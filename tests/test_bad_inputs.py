@@ -26,6 +26,8 @@ from typer.testing import CliRunner
 from genforge.cli import app
 from genforge.errors import GenforgeError
 
+from skips import require
+
 runner = CliRunner()
 FUZZ = settings(max_examples=25, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -581,7 +583,7 @@ TABLE_CASES = {
 
 @pytest.mark.parametrize("case", sorted(TABLE_CASES))
 def test_table(work, case):
-    pytest.importorskip("genforge.data.tables")
+    require("pandas")
     name, make = TABLE_CASES[case]
     if make is not None:
         (work / name).write_bytes(make())
@@ -611,7 +613,7 @@ WAV_CASES = {
 
 @pytest.mark.parametrize("case", sorted(WAV_CASES))
 def test_wav_folder(work, case):
-    pytest.importorskip("soundfile")
+    require("soundfile")
     folder = work / "wavs"
     folder.mkdir()
     for i in range(4):  # good recordings, and one bad one

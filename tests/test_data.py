@@ -29,6 +29,8 @@ from genforge.data.grids import make_grid, save_image
 from genforge.data.masks import NAMED, make_mask
 from genforge.data.sources import SOURCES
 
+from skips import skip_because
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED_MNIST = REPO / "data" / "mnist"
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -60,7 +62,7 @@ def no_bundled(monkeypatch, tmp_path_factory) -> Path:
 @pytest.fixture
 def shared_data_root() -> Path:
     if not (SHARED_DATA / "fashion-mnist").is_dir() or not (SHARED_DATA / "cifar10").is_dir():
-        pytest.skip(f"shared data sets not present at {SHARED_DATA} (../shared/data of the repo)")
+        skip_because("no-shared-data", f"{SHARED_DATA}/fashion-mnist and cifar10")
     return SHARED_DATA
 
 

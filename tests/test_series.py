@@ -26,10 +26,10 @@ from genforge.eval.series import (
 from genforge.eval.series_coverage import arima_weights
 
 from conftest import REPO, SHARED_DATA, tiny
+from skips import skip_unless
 
 BUNDLED = REPO / "data"  # the airline series ships with the repo
 AIRLINE = BUNDLED / "timeseries" / "airline_passengers.csv"
-needs_series = pytest.mark.skipif(not AIRLINE.exists(), reason="data/timeseries missing")
 runner = CliRunner()
 
 
@@ -67,7 +67,6 @@ def test_seasonal_naive_and_mase_by_hand():
     assert mase(np.array([[3.0], [6.0]]), np.array([[2.0], [3.0]]), train, 3)[0] == 2.0
 
 
-@needs_series
 def test_scaling_inverts_and_windows_carry_their_rows(monkeypatch):
     monkeypatch.setenv("GENFORGE_DATA", str(SHARED_DATA))
     data = load_series(SeriesDataConfig(transform="log", difference=True, window=12))
@@ -136,7 +135,6 @@ def test_sqrt_transform_inverts_and_keeps_counts_non_negative(tmp_path):
                                      test_length=4, window=4))
 
 
-@needs_series
 def test_tiny_run_samples_paths_and_evaluates(tmp_path):
     out = tmp_path / "ts"
     result = runner.invoke(app, ["train", "airline-ar", *tiny("series"), "data.limit=144",
@@ -198,7 +196,7 @@ def test_tiny_run_samples_paths_and_evaluates(tmp_path):
     assert "mase_relative_to_seasonal_naive" in result.output
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "timeseries").is_dir(), reason="../shared/data missing")
+@skip_unless((SHARED_DATA / "timeseries").is_dir(), "no-shared-data", f"{SHARED_DATA}/timeseries")
 def test_multivariate_gru_run(tmp_path):
     from genforge.api import train
     from genforge.registry import load_config

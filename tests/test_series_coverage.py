@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
+from genforge.eval import series_coverage
 from genforge.eval.series_coverage import (
+    MIN_ROWS,
     band,
     coverage_noise,
     oracle_coverage,
@@ -59,9 +63,26 @@ def test_matches_a_direct_simulation_of_the_errors():
     np.testing.assert_allclose(draws.std(0), direct.std(0), rtol=0.05)
 
 
-def test_coverage_noise_skips_what_it_cannot_fit():
-    got = coverage_noise(np.ones((2, 1)), [([2], 3, (0.5, 0.8, 0.95))], period=1)
-    assert list(got[0]) == ["skipped"] and "ARIMA" in got[0]["skipped"]
+def test_coverage_noise_skips_only_what_it_cannot_fit(monkeypatch):
+    window = [([20], 3, (0.5, 0.8, 0.95))]
+    too_short = coverage_noise(np.ones((2, 1)), window, period=1)
+    assert too_short == [{"skipped": "no ARIMA stand-in: 2 rows before the held-out tail; "
+                                     f"an ARIMA stand-in needs {MIN_ROWS}"}]
+    # a constant series with a season: every candidate's fit fails (singular), a named skip
+    flat = coverage_noise(np.ones((12, 1)), window, period=4)
+    assert flat == [{"skipped": "no ARIMA stand-in: no ARIMA candidate could be fitted to "
+                                "column 0 (12 rows)"}]
+    # anything else is a bug, not a skip: a horizon of 0, and an error inside the fit
+    history = 100 + np.random.default_rng(0).normal(size=(40, 1))
+    with pytest.raises(ValueError):  # statsmodels: "Prediction must have `end` after `start`"
+        coverage_noise(history, [([20], 0, (0.5, 0.8, 0.95))], period=1)
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug in the fit")
+
+    monkeypatch.setattr(series_coverage, "arima_weights", broken)
+    with pytest.raises(TypeError, match="a bug in the fit"):
+        coverage_noise(history, window, period=1)
 
 
 def test_band_within_and_p_value():
@@ -95,3 +116,17 @@ def test_p_values_of_calibrated_draws_are_near_uniform():
     p = np.asarray([p_value(reference, c) for c in fresh])
     assert 0.06 <= (p < 0.1).mean() <= 0.15
     assert 0.42 <= (p < 0.5).mean() <= 0.58
+
+
+def test_eval_summary_names_a_skipped_coverage_noise(monkeypatch):
+    from genforge.eval import series
+    from genforge.eval.pipeline import EvalOptions
+    from genforge.eval.runs import evaluate_series_run
+
+    why = "no ARIMA stand-in: 5 rows before the held-out tail; an ARIMA stand-in needs 8"
+    monkeypatch.setattr(series, "evaluate_series", lambda model, **kw: {
+        "metrics": {"crps": 1.0, "coverage_noise": {"skipped": why}}})
+    monkeypatch.setattr(series, "write_series_report", lambda *a, **kw: {})
+    model = SimpleNamespace(path="run", data_info={})
+    lines, _ = evaluate_series_run(model, EvalOptions(), "out", n_given=False)
+    assert lines == ["crps 1", f"coverage noise skipped: {why}"]

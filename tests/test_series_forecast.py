@@ -24,6 +24,7 @@ from genforge.eval.series_rolling import (
 from genforge.eval.series_synthetic import acf, acf_distance, discriminative_accuracy, tstr
 
 from conftest import REPO, tiny
+from skips import require
 
 AIRLINE = REPO / "data" / "timeseries" / "airline_passengers.csv"
 
@@ -147,7 +148,7 @@ def test_rolling_protocol_origins_and_the_calibration_window():
 @pytest.mark.parametrize("name", ["seasonal_naive", "ets", "arima"])
 def test_baselines_give_paths_of_the_right_shape(name):
     if name != "seasonal_naive":
-        pytest.importorskip("statsmodels")
+        require("statsmodels")
     g = np.random.default_rng(2)
     t = np.arange(40)  # quarterly: a small state space keeps the fits quick
     season = 10 * np.array([1.0, -1.0, 0.5, -0.5])[t % 4]
@@ -203,8 +204,6 @@ def test_acf_and_synthetic_measures_are_sane():
 @pytest.fixture(scope="module")
 def calibrated_run(tmp_path_factory):
     """A tiny airline run that keeps 24 rows before its held-out tail for calibration."""
-    if not AIRLINE.exists():
-        pytest.skip("data/timeseries missing")
     from genforge.api import train
     from genforge.registry import load_config
 

@@ -12,7 +12,9 @@ from typing import ClassVar
 
 import pytest
 
-pytest.importorskip("fastapi")
+from skips import not_installed
+
+pytest.importorskip("fastapi", reason=not_installed("fastapi"))
 
 from genforge.serve import batching
 from genforge.serve.batching import Batcher

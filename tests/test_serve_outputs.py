@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("fastapi")
+from skips import not_installed
+
+pytest.importorskip("fastapi", reason=not_installed("fastapi"))
 
 from test_tables import TINY as TINY_TABLE
 from test_tables import toy_frame
@@ -111,7 +113,6 @@ def test_text_and_stream_carry_the_record(client, runs, tmp_path):
     check_record(saved(tmp_path, "done.json", data), runs, "gpt1", 2)
 
 
-@pytest.mark.skipif(not AIRLINE.exists(), reason="data/timeseries missing")
 def test_series_csv_and_json_carry_the_record(client, runs, tmp_path):
     csv = client.post("/v1/generate", json={"model": "ts1", "n": 2, "seed": 4, "horizon": 3})
     assert csv.text.startswith("# provenance: ")

@@ -12,6 +12,7 @@ import torch
 
 import genforge
 from genforge.data.table_config import TablesDataConfig
+from genforge.data.table_schema import infer_schema
 from genforge.data.tables import load_tables, write_table
 from genforge.errors import ConfigError, DataError
 from genforge.registry import load_config
@@ -84,6 +85,17 @@ def test_schema_inferred_and_round_trips(toy_csv, tmp_path):
                                                                      "customer_id:drop")))
     kinds2 = {c["name"]: c["kind"] for c in overridden.schema["columns"]}
     assert kinds2["age"] == "categorical" and "customer_id" not in kinds2
+
+
+def test_string_columns_are_parsed_like_object_columns():
+    # pandas 3 reads CSV text (and Parquet strings) as its `str` dtype, pandas 2 as object:
+    # the schema must not depend on which (pandas 3 once made every number a category)
+    text = toy_frame().astype(str).where(toy_frame().notna())
+    as_object = infer_schema(text.astype(object), source="t", target="income")
+    for dtype in (pd.StringDtype(na_value=np.nan), pd.StringDtype()):
+        assert infer_schema(text.astype(dtype), source="t", target="income") == as_object
+    kinds = {c["name"]: c["kind"] for c in as_object["columns"]}
+    assert kinds["age"] == "int" and kinds["score"] == "float" and kinds["vip"] == "boolean"
 
 
 @pytest.mark.parametrize(("edit", "expect"), [

@@ -86,7 +86,7 @@ def _infer_column(s: pd.Series, name: str, source: str, spec: str | None, *, is_
     if kind == "drop":
         return {"name": name, "kind": "drop"}
     base = {"name": name, "missing": round(missing, 6)}
-    text = present.astype(str).str.strip() if present.dtype == object else None
+    text = present.astype(str).str.strip() if is_text(present) else None
     if kind is None:
         kind, option = _guess_kind(present, text, name, is_target, option)
     if kind in ("float", "int"):
@@ -113,6 +113,12 @@ def _infer_column(s: pd.Series, name: str, source: str, spec: str | None, *, is_
                         f"than {max_categories} categories; declare it data.columns=[{name}:id] "
                         f"or [{name}:drop]")
     return {**base, "kind": "categorical", "categories": categories}
+
+
+def is_text(s: pd.Series) -> bool:
+    """Whether a column holds text to parse: object columns (pandas 2 reads CSV text so) and
+    string columns (pandas 3 reads CSV text and Parquet strings as its `str` dtype)."""
+    return s.dtype == object or isinstance(s.dtype, pd.StringDtype)
 
 
 def _guess_kind(present: pd.Series, text: pd.Series | None, name: str, is_target: bool,

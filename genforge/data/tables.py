@@ -33,6 +33,7 @@ from genforge.data.table_schema import (
     TableCodec,
     fit_stats,
     infer_schema,
+    is_text,
     typed_frame,
 )
 from genforge.errors import ConfigError, DataError
@@ -415,7 +416,7 @@ def _arrow_schema(frame: pd.DataFrame) -> Any:
     fields = []
     for name in frame.columns:
         s = frame[name]
-        if s.dtype == object:
+        if is_text(s):
             first = s.dropna()
             value = first.iloc[0] if len(first) else ""
             kind = pa.bool_() if isinstance(value, bool) else pa.int64() if isinstance(

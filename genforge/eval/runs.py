@@ -116,6 +116,8 @@ def evaluate_series_run(model: GenerativeModel, options: EvalOptions, out: str,
                           in zip(("50%", "80%", "95%"), noise["band_90"], strict=True))
         lines.append(f"coverage a calibrated forecaster reaches on these rows 90% of the time: "
                      f"{bands} (this run's coverage: p = {noise['p_value']:.2g})")
+    else:  # a named condition (too few rows, no ARIMA fits them): say which
+        lines.append(f"coverage noise skipped: {noise['skipped']}")
     return lines, paths
 
 

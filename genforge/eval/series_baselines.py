@@ -113,6 +113,10 @@ def _stl_ets(z: np.ndarray, horizon: int, period: int, n_paths: int) -> np.ndarr
     return np.stack(out, -1)
 
 
+class NoARIMAFit(RuntimeError):
+    """Every ARIMA candidate failed to fit a column (singular, non-finite or too few rows)."""
+
+
 class ARIMAForecaster:
     """SARIMAX with Gaussian predictive margins: the order is chosen by AIC among a few fixed
     candidates at the first origin, then refitted at each origin from the last parameters.
@@ -142,7 +146,8 @@ class ARIMAForecaster:
                     if got is not None and (fit is None or got.aic < fit.aic):
                         fit, future, spec = got, got_future, candidate
                 if fit is None:
-                    raise RuntimeError("no ARIMA candidate could be fitted")
+                    raise NoARIMAFit(f"no ARIMA candidate could be fitted to column {j} "
+                                     f"({len(column)} rows)")
                 self.chosen.append((spec, fit.params))
             self.chosen[j] = (spec, fit.params)
             fits.append(fit)

@@ -31,6 +31,10 @@ from scipy.stats import norm
 
 from genforge.eval.series_rolling import LEVELS  # 50 / 80 / 95 %, as every series score
 
+# Fewer rows than this and no ARIMA stand-in is fitted: twice the parameters of the largest
+# candidate (ARIMA(2,0,1) with a constant), below which its AIC order choice means nothing
+MIN_ROWS = 8
+
 
 def oracle_coverage(psi: Sequence[np.ndarray], origins: Sequence[int], horizon: int,
                     levels: Sequence[float] = LEVELS, reps: int = 20000, seed: int = 0,
@@ -118,20 +122,34 @@ def coverage_noise(history: np.ndarray,
     coverage measured there at `levels`) each. Per window: the band a calibrated forecaster
     of the ARIMA fitted (once) to `history` lands in on the same origins, and the p-value of
     the measured coverage against it; columns are simulated independently (correlated
-    columns would spread more). {"skipped": why} per window where that cannot be done."""
+    columns would spread more). {"skipped": why} per window where there is no stand-in: too
+    few rows, no candidate fits them, or statsmodels is not installed; any other error is a
+    bug and propagates."""
+    from genforge.eval.series_baselines import NoARIMAFit
+
+    if len(history) < MIN_ROWS:
+        return _skipped(windows, f"{len(history)} rows before the held-out tail; an ARIMA "
+                                 f"stand-in needs {MIN_ROWS}")
     try:
         psi, names = arima_weights(history, max(h for _, h, _ in windows), period, log)
-        out = []
-        for origins, horizon, coverage in windows:
-            draws = oracle_coverage([p[:horizon] for p in psi], origins, horizon, levels,
-                                    reps, seed)
-            out.append({"process": names, "band_90": band(draws).round(3).tolist(),
-                        "within_5_points_chance": round(float(within(draws, levels).mean()), 3),
-                        "p_value": round(p_value(draws, coverage, levels), 3)})
-        return out
-    except Exception as err:  # a diagnostic beside the scores: it must not cost them
-        why = f"no ARIMA stand-in for these rows ({type(err).__name__}: {err})"
-        return [{"skipped": why} for _ in windows]
+    except NoARIMAFit as err:
+        return _skipped(windows, str(err))
+    except ModuleNotFoundError as err:
+        if err.name != "statsmodels":
+            raise
+        return _skipped(windows, "statsmodels is not installed (pip install 'genforge[eval]')")
+    out = []
+    for origins, horizon, coverage in windows:
+        draws = oracle_coverage([p[:horizon] for p in psi], origins, horizon, levels, reps,
+                                seed)
+        out.append({"process": names, "band_90": band(draws).round(3).tolist(),
+                    "within_5_points_chance": round(float(within(draws, levels).mean()), 3),
+                    "p_value": round(p_value(draws, coverage, levels), 3)})
+    return out
+
+
+def _skipped(windows: Sequence, why: str) -> list[dict]:
+    return [{"skipped": f"no ARIMA stand-in: {why}"} for _ in windows]
 
 
 def _name(model) -> str:
