@@ -107,9 +107,9 @@ class MarginalObjective(TabularObjective):
     def fit(self, data: Any, privacy: Any, seed: int) -> dict[str, Any]:
         """Measure, select and estimate on all of `data`; returns the run record's privacy
         entry (every step's epsilon and delta, preprocessing included)."""
-        from mbi import Dataset, Domain
-
         from genforge.families.tabular import marginal_select as ms
+
+        Dataset, Domain = ms.mbi().Dataset, ms.mbi().Domain
 
         items = list(getattr(data, "privacy_items", []))
         eps, delta, rho = self._budget(privacy, len(data), items)

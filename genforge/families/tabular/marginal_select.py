@@ -36,6 +36,21 @@ from typing import Any
 
 import numpy as np
 
+
+def mbi() -> Any:
+    """The mbi package, imported with jax's persistent compilation cache off (mbi compiles many
+    small programs per fit, which the cache only slows down; its import warns otherwise)."""
+    import warnings
+
+    import jax
+
+    jax.config.update("jax_enable_compilation_cache", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # float32: fine below ~100k rows
+        import mbi as package
+    return package
+
+
 # --------------------------------------------------------------------------------------------
 # zCDP <-> (epsilon, delta)
 
@@ -89,7 +104,7 @@ class Spend:
     def measure(self, data: Any, clique: tuple[str, ...], sigma: float,
                 rng: np.random.Generator) -> None:
         """y = M_r(D) + N(0, sigma^2 I): rho = 1 / (2 sigma^2) (sensitivity 1)."""
-        from mbi import LinearMeasurement
+        LinearMeasurement = mbi().LinearMeasurement
 
         x = np.asarray(data.project(clique).datavector(), np.float64)
         y = x + rng.normal(0.0, sigma, size=x.shape)
@@ -112,9 +127,8 @@ class Spend:
 
 def estimate(domain: Any, spend: Spend, iters: int, warm: Any = None) -> Any:
     """Mirror descent (mbi) on the measurements so far; a warm start re-uses potentials."""
-    from mbi.estimation import MirrorDescent
-
-    return MirrorDescent().estimate(domain, spend.measurements, iters=iters, warm_start=warm)
+    return mbi().estimation.MirrorDescent().estimate(domain, spend.measurements, iters=iters,
+                                                     warm_start=warm)
 
 
 def _l1(data: Any, model: Any, clique: tuple[str, ...], cache: dict | None = None) -> float:
@@ -187,7 +201,7 @@ def aim(data: Any, rho: float, workload: Sequence[tuple[str, ...]], *, max_model
         ) -> tuple[Any, Spend]:
     """AIM (Algorithm 2) on `workload` (weighted cliques; candidates: its downward closure);
     `rounds` (the paper's T = 16 d when 0) sets the initial noise; returns (model, spend)."""
-    from mbi.junction_tree import hypothetical_model_size
+    hypothetical_model_size = mbi().junction_tree.hypothetical_model_size
 
     domain, attrs, spend = data.domain, list(data.domain.attributes), Spend()
     weights = _closure_weights(workload)
