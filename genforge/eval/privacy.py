@@ -44,6 +44,10 @@ def privacy_record(run_dir: str | Path | None) -> dict[str, Any] | None:
 
 
 def summary_line(record: dict[str, Any]) -> str:
+    if "private_nets" not in record:  # a mechanism of its own (AIM, MST): itemised steps
+        steps = ", ".join(f"{i['step']} {i['epsilon']:.3g}" for i in record.get("items", []))
+        return (f"privacy: (epsilon {record['epsilon']:.3g}, delta {record['delta']:.3g})-DP "
+                f"by {record.get('mechanism', 'its own mechanism')} (epsilon: {steps})")
     return (f"privacy: (epsilon {record['epsilon']:.3g}, delta {record['delta']:.3g})-DP for "
             f"{', '.join(record['private_nets'])} by DP-SGD (sigma "
             f"{record['noise_multiplier']:.3g}, C {record['max_grad_norm']:.3g}, "

@@ -140,6 +140,7 @@ class MarginalObjective(TabularObjective):
                                                              spend.measurements]}})
         return {"epsilon": sum(i["epsilon"] for i in items),
                 "delta": sum(i["delta"] for i in items), "epsilon_target": privacy.epsilon,
+                "mechanism": f"{c.kind.upper()} (noisy marginals, private-pgm)",
                 "accountant": "zCDP for the measurements (converted once, Canonne-Kamath-"
                               "Steinke 2020); basic composition with the preprocessing",
                 "neighbouring": "add or remove one table row", "records": len(data),
