@@ -39,6 +39,7 @@ from genforge.data.table_schema import NUMERIC, QUANTILES, model_columns
 from genforge.errors import ConfigError, DataError
 
 MISSING_KEY = "\x00missing"
+YEARS = range(1700, 2262)  # the calendar years a pandas timestamp (ns) can hold
 BETA = 1e-3  # chance that some empty bucket's noise passes the bounds' threshold
 
 
@@ -147,11 +148,11 @@ def _numeric(dp: Any, col: dict, s: pd.Series, eps: float) -> tuple[dict, pd.Ser
     v = _as_seconds(s, kind)
     if kind == "datetime":
         years = pd.to_datetime(pd.Series(v), unit="s").dt.year
-        cells = [str(y) for y in range(1000, 3000)]
+        cells = [str(y) for y in YEARS]
         keys = [MISSING_KEY if np.isnan(x) else str(int(y)) for x, y in
                 zip(v, years.fillna(0), strict=True)]
         edges = [(pd.Timestamp(year=y, month=1, day=1).value / 1e9,
-                  pd.Timestamp(year=y, month=12, day=31).value / 1e9) for y in range(1000, 3000)]
+                  pd.Timestamp(year=y, month=12, day=31).value / 1e9) for y in YEARS]
     else:
         grid = np.arange(-80, 241)  # quarter octaves: |x| in [2^(k/4), 2^((k+1)/4))
         cells = [*(f"-{k}" for k in grid[::-1]), "0", *(f"+{k}" for k in grid)]

@@ -214,7 +214,7 @@ class TablesData:
         if positive is None and c.target is not None and self.private:  # no counting
             cats = next(col.get("categories", [None]) for col in self.schema["columns"]
                         if col["name"] == c.target)
-            positive = cats[-1]
+            positive = cats[-1] if cats else None
         elif positive is None and c.target is not None:
             counts = self.train_frame[c.target].value_counts()
             positive = counts.index[-1] if len(counts) else None
