@@ -18,7 +18,9 @@ rates and (for the statistics) quantiles and frequencies off the rows. So, one o
                                 whose 'missing' cell did not pass becomes the lower bound
                categories       a stability histogram (Laplace noise, a threshold calibrated
                                 to delta: OpenDP's make_laplace_threshold) releases the
-                                categories and 'missing'; other values become missing
+                                categories; other values become missing, which is always a
+                                category here (a column none of whose categories passes is
+                                all missing: too few rows for the share)
              the shares compose by basic composition, each column an equal part.
 
 Either way the statistics the synthesizers read (mean, spread, quantiles, frequencies) come

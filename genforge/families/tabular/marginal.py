@@ -3,7 +3,8 @@
     discretise   numbers -> `model.bins` equal-width bins between the schema's bounds (public,
                  or DP-estimated by genforge.data.table_privacy); an int column with fewer
                  values than bins keeps one bin per value; categories (and the missing
-                 indicators of numeric columns) are their codes
+                 indicators of numeric columns) are their codes; a missing number sits in
+                 its placeholder's bin, and its indicator says it is missing
     measure      MST or AIM (marginal_select.py): Gaussian-noised marginals chosen privately,
                  accounted in zCDP, rho from the (epsilon, delta) left after preprocessing
     estimate     mirror descent (mbi) fits a graphical model to the noisy marginals
