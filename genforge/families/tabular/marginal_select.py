@@ -233,7 +233,7 @@ def aim(data: Any, rho: float, workload: Sequence[tuple[str, ...]], *, max_model
         spend.measure(data, (a,), sigma, rng)
     model = estimate(domain, spend, iters)
     chosen, truth = [(a,) for a in attrs], {}
-    while spend.rho < rho:
+    while rho - spend.rho > 1e-9 * rho:  # float rounding may leave a crumb: not a round
         left = rho - spend.rho
         if left < 2 * (1 / (2 * sigma**2) + eps**2 / 8):  # the last round takes what is left
             sigma, eps = math.sqrt(1 / (2 * alpha * left)), math.sqrt(8 * (1 - alpha) * left)
