@@ -61,6 +61,7 @@ def run(kind: str, csv: Path, seed: int, folder: Path) -> dict:
             "fit_cpu_s": cpu, "quality": scores["fidelity"]["quality"],
             "shapes": scores["fidelity"]["column_shapes"],
             "pairs": scores["fidelity"]["column_pairs"],
+            "per_column_shapes": scores["fidelity"]["per_column"],
             "detection_auc": scores["fidelity"]["detection_auc"],
             "tstr_f1": scores["utility"]["tstr"]["mean_f1"],
             "tstr_f1_each": scores["utility"]["tstr"]["f1"],
