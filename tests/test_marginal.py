@@ -151,11 +151,26 @@ def test_numbers_decode_inside_their_bins(mst_run):
     codes = torch.stack([torch.randint(0, k, (500,)) for k in objective.sizes.values()], 1)
     enc = objective.from_codes(codes)
     assert (torch.from_numpy(objective.to_codes(enc)) == codes).all()
-    lo, hi, n = (objective.layout[0][k] for k in ("lo", "hi", "n"))
+    edges = objective.layout[0]
+    assert edges == pytest.approx(np.linspace(0.0, 8.0, 9))  # model.bins=8 between 0 and 8
     raw = enc.num[:, 0].double().numpy() * objective.codec.std[0] + objective.codec.mean[0]
     k = codes[:, 0].numpy()
-    width = (hi - lo) / n
-    assert ((raw >= lo + k * width - 1e-9) & (raw <= lo + (k + 1) * width + 1e-9)).all()
+    assert ((raw >= k - 1e-9) & (raw <= k + 1 + 1e-9)).all()
+
+
+def test_public_bin_edges_are_used(files, tmp_path):
+    """A schema's own "bins" (a zero bin, then wider ones) replace the equal widths."""
+    (tmp_path / "edges.yaml").write_text(SCHEMA.replace(
+        "decimals: 3, missing: 0.0}", "decimals: 3, missing: 0.0, bins: [0, 1, 4, 8]}"))
+    run = genforge.train(config(files, "mst", f"data.schema={tmp_path / 'edges.yaml'}"),
+                         out=tmp_path / "run").run_dir
+    objective = genforge.load(run).objective
+    assert objective.sizes["n"] == 3
+    codes = torch.stack([torch.randint(0, k, (300,)) for k in objective.sizes.values()], 1)
+    raw = objective.from_codes(codes).num[:, 0].double().numpy() * objective.codec.std[0] + \
+        objective.codec.mean[0]
+    lo, hi = np.array([0, 1, 4])[codes[:, 0]], np.array([1, 4, 8])[codes[:, 0]]
+    assert ((raw >= lo - 1e-9) & (raw <= hi + 1e-9)).all()
 
 
 def test_sample_where_and_complete(mst_run):

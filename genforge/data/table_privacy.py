@@ -31,6 +31,7 @@ public, as in OpenDP's and smartnoise's practice. Every release is listed in `pr
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -80,6 +81,11 @@ def check_public(schema: dict[str, Any], frame: pd.DataFrame, source: str) -> No
         if kind not in NUMERIC:
             continue
         lo, hi = _bounds(col)
+        edges = col.get("bins")
+        if edges is not None and (len(edges) < 2 or edges[0] > lo or edges[-1] < hi or any(
+                b <= a for a, b in itertools.pairwise(edges))):
+            raise DataError(f"{source}: column {name!r} bins: a rising list of edges from at "
+                            f"most min={col['min']} to at least max={col['max']}")
         values = _as_seconds(frame[name], kind)
         for side, bad in (("min", values < lo), ("max", values > hi)):
             if bad.any():

@@ -1,7 +1,8 @@
 """AIM and MST: differentially private synthesizers built from noisy marginals (private-pgm).
 
-    discretise   numbers -> `model.bins` equal-width bins between the schema's bounds (public,
-                 or DP-estimated by genforge.data.table_privacy); an int column with fewer
+    discretise   numbers -> the public schema's bin edges for the column, else `model.bins`
+                 equal-width bins between the schema's bounds (public, or DP-estimated by
+                 genforge.data.table_privacy); an int column with fewer
                  values than bins keeps one bin per value; categories (and the missing
                  indicators of numeric columns) are their codes; a missing number sits in
                  its placeholder's bin, and its indicator says it is missing
@@ -48,10 +49,15 @@ class MarginalTables(nn.Module):
             self.register_buffer(f"cpt_{i}", torch.full(shape, 1.0 / sizes[col]))
 
 
-def bin_layout(codec: Any, bins: int) -> list[dict[str, float]]:
-    """Per numeric model column: lo, hi (bin edges lo + k (hi - lo) / n) and n bins."""
+def bin_layout(codec: Any, bins: int) -> list[np.ndarray]:
+    """Per numeric model column its bin edges: the public schema's own ("bins": a rising
+    list, e.g. a zero bin and log-spaced money amounts), else `bins` equal widths between its
+    bounds (an int column with fewer values than `bins` gets one bin per whole number)."""
     out = []
     for col in codec.numeric:
+        if col.get("bins"):
+            out.append(np.asarray(col["bins"], np.float64))
+            continue
         if col["kind"] == "datetime":
             lo, hi = (pd.Timestamp(col[k]).value / 1e9 for k in ("min", "max"))
         else:
@@ -59,7 +65,7 @@ def bin_layout(codec: Any, bins: int) -> list[dict[str, float]]:
         n = bins
         if col["kind"] == "int" and hi - lo + 1 <= bins:  # one bin per whole number
             lo, hi, n = lo - 0.5, hi + 0.5, int(hi - lo + 1)
-        out.append({"lo": lo, "hi": hi if hi > lo else lo + 1.0, "n": n})
+        out.append(np.linspace(lo, hi if hi > lo else lo + 1.0, n + 1))
     return out
 
 
@@ -75,7 +81,7 @@ class MarginalObjective(TabularObjective):
         self.layout = bin_layout(self.codec, cfg.bins)
         self.names = [c["name"] for c in self.codec.numeric] + \
             [c["name"] for c in self.codec.categorical]
-        self.sizes = dict(zip(self.names, [b["n"] for b in self.layout] + list(self.cards),
+        self.sizes = dict(zip(self.names, [len(e) - 1 for e in self.layout] + list(self.cards),
                               strict=True))
         self.nets = {"marginal": MarginalTables(data_info.get("marginal"), self.sizes)}
 
@@ -88,18 +94,19 @@ class MarginalObjective(TabularObjective):
         """Encoded rows -> (N, d) int codes: bins of the numbers, then the categories."""
         raw = enc.num.double().numpy() * self.codec.std + self.codec.mean  # (N, n_num)
         cols = []
-        for j, b in enumerate(self.layout):
-            k = np.floor((raw[:, j] - b["lo"]) / (b["hi"] - b["lo"]) * b["n"])
-            cols.append(np.clip(k, 0, b["n"] - 1).astype(np.int64))
+        for j, edges in enumerate(self.layout):
+            k = np.searchsorted(edges, raw[:, j], side="right") - 1
+            cols.append(np.clip(k, 0, len(edges) - 2).astype(np.int64))
         return np.column_stack([*cols, enc.cat.numpy()]) if cols else enc.cat.numpy()
 
     def from_codes(self, codes: torch.Tensor) -> EncodedTable:
         """(m, d) codes -> encoded rows; a number is uniform inside its bin."""
         num = torch.zeros(len(codes), self.n_num, dtype=torch.float64)
-        for j, b in enumerate(self.layout):
-            width = (b["hi"] - b["lo"]) / b["n"]
+        for j, edges in enumerate(self.layout):
+            edges = torch.from_numpy(edges)
             u = torch.rand(len(codes), dtype=torch.float64)
-            raw = b["lo"] + (codes[:, j].double() + u) * width
+            lo, hi = edges[codes[:, j]], edges[codes[:, j] + 1]
+            raw = lo + u * (hi - lo)
             num[:, j] = (raw - self.codec.mean[j]) / self.codec.std[j]
         return EncodedTable(num.float(), codes[:, self.n_num:].clone())
 
