@@ -38,14 +38,14 @@ def adult_with_header(data_root: Path, folder: Path) -> Path:
     return path
 
 
-def run(kind: str, csv: Path, seed: int, folder: Path) -> dict:
+def run(kind: str, csv: Path, seed: int, folder: Path, extra: list[str]) -> dict:
     import genforge
     from genforge.data.tables import load_tables
     from genforge.eval.tables import evaluate_tables
     from genforge.registry import load_config
 
     overrides = [f"data.path={csv}", "data.test_split=0.2", "data.split_seed=0",
-                 f"train.seed={seed}", "log.progress=false", "log.tensorboard=false"]
+                 f"train.seed={seed}", "log.progress=false", "log.tensorboard=false", *extra]
     cfg = load_config(f"adult-{kind}", overrides)
     wall, cpu = time.perf_counter(), time.process_time()
     result = genforge.train(cfg, out=folder / kind)
@@ -72,7 +72,9 @@ def run(kind: str, csv: Path, seed: int, folder: Path) -> dict:
                 {k: v for k, v in item.items() if k != "detail"} for item in record["items"]],
             "marginals_measured": record["items"][-1]["detail"]["marginals"],
             "config": {"bins": cfg.model.bins, "rounds": cfg.model.rounds,
-                       "max_model_size": cfg.model.max_model_size}}
+                       "max_model_size": cfg.model.max_model_size},
+            "git": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                  capture_output=True, text=True).stdout.strip()}
 
 
 def main() -> None:
@@ -81,17 +83,19 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get("GENFORGE_DATA", "data"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--set", action="append", default=[], help="a config override")
     args = parser.parse_args()
     cpu = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     previous = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
     with tempfile.TemporaryDirectory() as tmp:
         csv = adult_with_header(Path(args.data_root), Path(tmp))
         for kind in args.kinds:
-            previous["runs"][kind] = run(kind, csv, args.seed, Path(tmp))
+            previous["runs"][kind] = run(kind, csv, args.seed, Path(tmp), args.set)
+            previous["runs"][kind]["overrides"] = args.set
             previous["runs"][kind]["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     previous.update({
         "command": "nice -n 10 python benchmarks/marginal_adult_smoke.py --data-root "
-                   "../shared/data " + " ".join(args.kinds),
+                   "../shared/data " + " ".join([*args.kinds, *(f"--set {s}" for s in args.set)]),
         "split": "adult.data: 80 % fit, 20 % validation (data.test_split=0.2, split_seed=0); "
                  "adult.test untouched",
         "schema": "data/tabular/adult.schema.yaml (public)",
