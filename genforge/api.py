@@ -46,6 +46,8 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
     """
     spec = FAMILIES[cfg.family]
     data = get_modality(cfg.modality or spec.modalities[0]).load(cfg.data, data_root)
+    if cfg.privacy.enabled and hasattr(data, "privatise"):
+        data.privatise(cfg.privacy)  # preprocessing from a public schema or DP releases
     spec.check_data(cfg, data.info())
     _check_model_memory(spec, cfg, data.info())
     return run_loop(cfg, data=data, build_objective=lambda info: spec.build(cfg.model, info),

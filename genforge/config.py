@@ -122,6 +122,8 @@ class PrivacyConfig:
         reported). delta: below 1 / (training records), checked once the data is read.
     max_grad_norm: the per-sample clipping norm C. accountant: rdp | prv. fix_modules: let
         Opacus replace layers it cannot privatise (BatchNorm -> GroupNorm) instead of refusing.
+    preprocessing_share: the share of epsilon and delta that buys a table's schema (bounds,
+        categories, missing rates) by DP when no public data.schema is given (0: refuse).
     """
 
     epsilon: float | None = None
@@ -130,6 +132,7 @@ class PrivacyConfig:
     max_grad_norm: float = 1.0
     accountant: str = "rdp"
     fix_modules: bool = False
+    preprocessing_share: float = 0.1
 
     def __post_init__(self) -> None:
         if self.epsilon is not None and self.noise_multiplier is not None:
@@ -146,6 +149,9 @@ class PrivacyConfig:
         if not self.max_grad_norm > 0:
             raise ConfigError(f"privacy.max_grad_norm={self.max_grad_norm}: must be > 0 "
                               "(the per-sample clipping norm)")
+        if not 0.0 <= self.preprocessing_share < 1.0:
+            raise ConfigError(f"privacy.preprocessing_share={self.preprocessing_share}: must be "
+                              "in [0, 1)")
         if self.accountant not in ("rdp", "prv"):
             raise ConfigError(f"privacy.accountant={self.accountant!r}: allowed 'rdp', 'prv'")
 

@@ -235,6 +235,8 @@ PRESETS: dict[str, str] = {
     "adult-tvae": "adult-tvae.yaml",
     "adult-ctgan": "adult-ctgan.yaml",
     "adult-tabddpm": "adult-tabddpm.yaml",
+    "adult-aim": "adult-aim.yaml",
+    "adult-mst": "adult-mst.yaml",
     "german-credit-tabddpm": "german-credit-tabddpm.yaml",
     "tables": "tables.yaml",
 }

@@ -8,7 +8,7 @@
       test_split: 0.3           # rows held out for evaluation when there is no test_path
 
 The schema (genforge.data.table_schema) is inferred from the training rows unless
-`data.schema` names a JSON file (one written by an earlier run: RUN/schema.json); it and the
+`data.schema` names a JSON or YAML file (RUN/schema.json, or a public schema); it and the
 fitted statistics travel in `info()` and so in the model file. Batches are encoded rows:
 x = standardised numbers (B, n_num), y = category codes (B, n_cat).
 """
@@ -134,7 +134,7 @@ def load_tables(cfg: TablesDataConfig, data_root: str | Path | None = None) -> T
     if cfg.limit is not None:
         train = train.iloc[: cfg.limit].reset_index(drop=True)
     if cfg.schema:
-        schema = json.loads(find_in_roots(cfg.schema, explicit, "the schema").read_text())
+        schema = _read_schema(find_in_roots(cfg.schema, explicit, "the schema"))
     else:
         schema = infer_schema(train, source=source, target=cfg.target, overrides=_overrides(cfg),
                               max_categories=cfg.max_categories)
@@ -144,6 +144,22 @@ def load_tables(cfg: TablesDataConfig, data_root: str | Path | None = None) -> T
         test_source = cfg.test_path or f"{source} (held-out rows)"
         test_frame = _known_categories(typed_frame(test, schema, test_source), schema)
     return TablesData(cfg, schema, frame, test_frame, source)
+
+
+def _read_schema(path: Path) -> dict[str, Any]:
+    """A schema file: JSON (RUN/schema.json) or YAML (a public schema written by hand)."""
+    import yaml
+
+    try:
+        schema = yaml.safe_load(path.read_text())  # JSON is YAML too
+    except (yaml.YAMLError, OSError) as err:
+        raise DataError(f"data.schema={path}: not readable JSON or YAML "
+                        f"({' '.join(str(err).split())[:120]})") from None
+    if not isinstance(schema, dict) or not isinstance(schema.get("columns"), list):
+        raise DataError(f"data.schema={path}: expected a mapping with a 'columns' list")
+    schema.setdefault("version", 1)
+    schema.setdefault("target", None)
+    return schema
 
 
 def _known_categories(frame: pd.DataFrame, schema: dict[str, Any]) -> pd.DataFrame:
@@ -167,9 +183,25 @@ class TablesData:
                  test_frame: pd.DataFrame | None, source: str) -> None:
         self.cfg, self.schema, self.source = cfg, schema, source
         self.train_frame, self.test_frame = frame, test_frame
-        self.stats = fit_stats(frame, schema)
-        self.codec = TableCodec({"schema": schema, "stats": self.stats})
-        self.encoded = self.codec.encode(frame)
+        self.privacy_items: list[dict[str, Any]] = []  # DP releases of the preprocessing
+        self.private = False
+        self.refit(fit_stats(frame, schema), [])
+
+    def refit(self, stats: dict[str, Any], items: list[dict[str, Any]]) -> None:
+        """Statistics (and the DP releases that paid for them) for the current schema."""
+        self.stats, self.privacy_items = stats, items
+        self.codec = TableCodec({"schema": self.schema, "stats": stats})
+        self.encoded = self.codec.encode(self.train_frame)
+        if self.test_frame is not None:
+            self.test_frame = _known_categories(self.test_frame, self.schema)
+
+    def privatise(self, privacy: Any) -> None:
+        """Under privacy.epsilon: nothing learned from the rows outside accounted DP
+        releases (genforge.data.table_privacy): a public data.schema, or DP estimates."""
+        from genforge.data.table_privacy import private_preprocessing
+
+        private_preprocessing(self, privacy, public=bool(self.cfg.schema))
+        self.private = True
 
     def __len__(self) -> int:
         return len(self.train_frame)
@@ -180,7 +212,11 @@ class TablesData:
     def info(self) -> dict[str, Any]:
         c = self.cfg
         positive = c.positive
-        if positive is None and c.target is not None:
+        if positive is None and c.target is not None and self.private:  # no counting
+            cats = next(col.get("categories", [None]) for col in self.schema["columns"]
+                        if col["name"] == c.target)
+            positive = cats[-1] if cats else None
+        elif positive is None and c.target is not None:
             counts = self.train_frame[c.target].value_counts()
             positive = counts.index[-1] if len(counts) else None
         return {
@@ -189,9 +225,19 @@ class TablesData:
             "test_rows": 0 if self.test_frame is None else len(self.test_frame),
             "schema": self.schema, "stats": self.stats,
             "cardinalities": self.codec.cardinalities,
-            "leaks": "the schema (bounds, category lists) and stats (quantiles, frequencies) "
-                     "are read from the training rows without differential privacy",
+            "leaks": self._leaks(),
         }
+
+    def _leaks(self) -> str:
+        if not self.private:
+            return ("the schema (bounds, category lists) and stats (quantiles, frequencies) "
+                    "are read from the training rows without differential privacy")
+        if self.privacy_items:
+            return ("the schema's bounds, categories and missing rates are DP releases "
+                    "(privacy_items); the stats derive from the schema alone; column names, "
+                    "kinds and the row count are treated as public")
+        return ("the schema is the user's public one; the stats derive from it alone; "
+                "column names, kinds and the row count are treated as public")
 
     def stream(self, *, batch_size: int, seed: int, rank: int = 0, world: int = 1,
                device: torch.device | str = "cpu", sample_rate: float | None = None

@@ -57,9 +57,11 @@ def summary_line(record: dict[str, Any]) -> str:
         return (f"{line} for {', '.join(record['private_nets'])} by DP-SGD (sigma "
                 f"{record['noise_multiplier']:.3g}, C {record['max_grad_norm']:.3g}, "
                 f"{record['private_steps']} steps)")
-    accountant = record.get("accountant", "rdp").upper()
-    return (f"{line} in total over {len(record['items'])} item(s), one {accountant} "
-            "accountant; assuming: " + "; ".join(record.get("assumptions", [])))
+    by = f" by {record['mechanism']}" if "mechanism" in record else ""
+    accountant = record.get("accountant", "rdp")
+    accountant = accountant.upper() if accountant in ("rdp", "prv") else accountant
+    return (f"{line}{by} in total over {len(record['items'])} item(s) ({accountant}); "
+            "assuming: " + "; ".join(record.get("assumptions", [])))
 
 
 def item_lines(record: dict[str, Any]) -> list[str]:

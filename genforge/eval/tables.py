@@ -428,13 +428,16 @@ def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
 def _privacy_note(model: Any) -> str:
     """What the privacy section does not say by itself: a run without DP-SGD carries no
     guarantee (the measures above are empirical), and a DP run's guarantee covers the
-    gradient steps, not the preprocessing fitted on the same rows (genforge.eval.privacy
-    adds the DP record itself)."""
+    gradient steps, and the preprocessing only where it came from a public schema or DP
+    releases (genforge.data.table_privacy; genforge.eval.privacy adds the DP record itself)."""
     dp = getattr(model.config, "privacy", None)
     if dp is None or not dp.enabled:
         return ("<p><b>No differential-privacy guarantee</b>: this run was trained without "
                 "privacy.epsilon; the distances and the attack above are empirical checks "
                 "only.</p>")
+    leaks = model.data_info.get("leaks", "")
+    if "DP releases" in leaks or "public one" in leaks:  # a private run's preprocessing
+        return f"<p class=note>Preprocessing: {html.escape(leaks)}.</p>"
     return ("<p class=note>Not covered by the DP guarantee: the schema (category lists, "
             "numeric bounds, missing rates) and the per-column normalisers (quantiles, "
             "mixture models) are fitted on the training rows without a DP mechanism; a rare "

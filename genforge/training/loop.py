@@ -107,6 +107,8 @@ def train(cfg: RunConfig, *, data: TrainingData,
 
     torch.manual_seed(t.seed)  # the same initial weights on every process
     objective = build_objective(data_info)
+    if hasattr(objective, "fit"):  # fitted from the whole table at once (AIM, MST): no steps
+        return _fit_whole(cfg, objective, data, out, resume, overwrite, accelerator, chosen)
     privacy = None
     if cfg.privacy.enabled:  # DP-SGD: hooks on the nets that see real data, checked first
         from genforge.training import privacy as dp
@@ -239,6 +241,30 @@ def train(cfg: RunConfig, *, data: TrainingData,
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainResult(run_dir, step, stopped)
+
+
+def _fit_whole(cfg: RunConfig, objective: Any, data: TrainingData, out: str | Path | None,
+               resume: str | Path | None, overwrite: bool, accelerator: Accelerator,
+               chosen: dict) -> TrainResult:
+    """An objective with `fit(data, privacy, seed)` (its own DP mechanism, not DP-SGD) is
+    fitted before the run folder exists, so any refusal leaves nothing behind; then the
+    model file, the privacy record and one sample grid are written."""
+    if resume is not None:
+        raise ConfigError(f"{resume}: this model is fitted in one pass, there is nothing to "
+                          "resume; train it again")
+    if accelerator.num_processes > 1:
+        raise ConfigError("this model is fitted in one pass on one process: drop --processes")
+    t = cfg.train
+    record = objective.fit(data, cfg.privacy if cfg.privacy.enabled else None, t.seed)
+    run_dir = _run_dir(cfg, out, None, overwrite, accelerator, chosen)
+    if record is not None:
+        _record(run_dir, "privacy", record)
+    sampling = {k: objective.nets[k] for k in objective.sampling_nets}
+    ckpt.save_model(run_dir / ckpt.MODEL_FILE, sampling, cfg, 0, objective.info)
+    if cfg.log.sample_n:
+        samples = objective.sample(cfg.log.sample_n, seed=t.seed)
+        data.write_samples(samples, run_dir / "samples" / "step_000000")
+    return TrainResult(run_dir, 0, None)
 
 
 def _resume_privacy(privacy: Any, trainer: dict, step: int, run_dir: Path) -> None:

@@ -15,6 +15,8 @@ def build_objective(cfg: Any, data_info: dict[str, Any]) -> Any:
         from genforge.families.tabular.copula import CopulaObjective as cls
     elif cfg.kind == "tvae":
         from genforge.families.tabular.tvae import TVAEObjective as cls
+    elif cfg.kind in ("aim", "mst"):
+        from genforge.families.tabular.marginal import MarginalObjective as cls
     elif cfg.kind == "ctgan":
         from genforge.families.tabular.ctgan import CTGANObjective as cls
     else:
