@@ -7,15 +7,16 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
-from test_tables import TINY, toy_frame
+from test_tables import TINY, toy_frame, toy_public_schema
 
 import genforge
 from genforge.data.batches import poisson_indices
 from genforge.data.images import BatchStream
-from genforge.data.tables import TablesData, load_tables
+from genforge.data.tables import load_tables
 from genforge.errors import ConfigError
 from genforge.registry import load_config
 from genforge.training import privacy as dp
@@ -25,13 +26,18 @@ CTGAN_DP = ["model.kind=ctgan", "model.pac=1", "model.gp_weight=0"]
 
 @pytest.fixture(scope="module")
 def toy_csv(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("exact") / "toy.csv"
-    toy_frame().to_csv(path, index=False)
-    return str(path)
+    folder = tmp_path_factory.mktemp("exact")
+    toy_frame().to_csv(folder / "toy.csv", index=False)
+    toy_public_schema(folder)
+    return str(folder / "toy.csv")
 
 
 def table_config(csv: str, *extra: str):
-    return load_config("tables", [f"data.path={csv}", "data.target=income", *TINY, *extra])
+    """A toy table with its public schema: these tests are about DP-SGD, so preprocessing
+    spends nothing (tests/test_marginal.py covers the DP-released schema)."""
+    schema = Path(csv).with_name("toy.schema.yaml")
+    return load_config("tables", [f"data.path={csv}", "data.target=income",
+                                  f"data.schema={schema}", *TINY, *extra])
 
 
 @pytest.fixture(scope="module")
@@ -261,19 +267,24 @@ def test_the_itemised_total_is_one_rdp_composition(ctgan_run):
     assert any(a.startswith("Poisson sampling at rate q = 0.2083") for a in rec["assumptions"])
 
 
-def test_preprocessing_items_are_paid_first_and_added(toy_csv, tmp_path, monkeypatch):
-    """A DP preprocessing item (the data's privacy_items) takes its (epsilon, delta) off the
-    target; the Gaussian mechanisms get the rest, and the total adds them back."""
-    item = {"step": "preprocessing", "mechanism": "Laplace", "epsilon": 0.5, "delta": 2e-5,
-            "detail": "bounds of age"}
-    monkeypatch.setattr(TablesData, "privacy_items", [item], raising=False)
-    cfg = table_config(toy_csv, "model.kind=tvae", "privacy.epsilon=2", "privacy.delta=1e-4")
+def test_preprocessing_items_are_paid_first_and_added(toy_csv, tmp_path):
+    """Without a public schema the schema step is a set of DP releases (the data's
+    privacy_items, privacy.preprocessing_share of the budget): their (epsilon, delta) come off
+    the target, the Gaussian mechanisms get the rest, and the total adds them back."""
+    cfg = load_config("tables", [f"data.path={toy_csv}", "data.target=income", *TINY,
+                                 "model.kind=tvae", "privacy.epsilon=2", "privacy.delta=1e-4",
+                                 "privacy.preprocessing_share=0.1"])
     rec = privacy_of(genforge.train(cfg, out=tmp_path / "run").run_dir)
-    assert rec["items"][0] == {**item, "composition": "basic"}
-    gaussian = independent_epsilon(rec["items"], 1e-4 - 2e-5)
-    assert rec["total"]["epsilon"] == pytest.approx(0.5 + gaussian, abs=1e-6)
+    pre = [i for i in rec["items"] if i["step"] == "preprocessing"]
+    rest = [i for i in rec["items"] if i["step"] != "preprocessing"]
+    assert pre and all(i["composition"] == "basic" for i in pre)
+    assert rec["items"][:len(pre)] == pre  # paid first
+    pre_eps, pre_delta = sum(i["epsilon"] for i in pre), sum(i["delta"] for i in pre)
+    assert pre_eps == pytest.approx(0.1 * 2, rel=1e-6)
+    gaussian = independent_epsilon(rest, 1e-4 - pre_delta)
+    assert rec["total"]["epsilon"] == pytest.approx(pre_eps + gaussian, abs=1e-6)
     assert 2 - 0.02 <= rec["total"]["epsilon"] <= 2
-    assert rec["items"][1]["delta"] == pytest.approx(8e-5)
+    assert rest[0]["delta"] == pytest.approx(1e-4 - pre_delta)
 
 
 def test_eval_and_train_lines_state_total_assumptions_and_items(ctgan_run, tmp_path):

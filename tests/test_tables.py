@@ -4,11 +4,13 @@ metrics, chunked writing. A 300-row toy table with every column kind; tiny model
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 import genforge
 from genforge.data.table_config import TablesDataConfig
@@ -36,6 +38,21 @@ def toy_frame(n: int = 300, seed: int = 0) -> pd.DataFrame:
         "opened": pd.date_range("2020-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
         "vip": rng.choice(["true", "false"], n),
         "city": rng.choice(["Bonn", "Köln", "Essen", None], n), "income": income})
+
+
+def toy_public_schema(folder: Path) -> str:
+    """A schema file for toy_frame, standing in for one its owner publishes: the kinds and
+    categories the generator draws from, with the generator's own ranges as numeric bounds
+    (age 18-80; score's normal clipped to 0-100), so DP runs need no DP preprocessing."""
+    schema = infer_schema(toy_frame(), source="toy", target="income")
+    for col in schema["columns"]:
+        if col["name"] == "age":
+            col["min"], col["max"] = 18, 80
+        if col["name"] == "score":
+            col["min"], col["max"] = 0.0, 100.0
+    path = folder / "toy.schema.yaml"
+    path.write_text(yaml.safe_dump(schema, sort_keys=False))
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -315,7 +332,9 @@ def test_dp_table_runs_record_their_epsilon(toy_csv, tmp_path, kind):
     gan = ["model.pac=1", "model.gp_weight=0"] if kind == "ctgan" else []
     if kind == "tabddpm+target":  # the denoiser's class embedding is privatised too
         kind, gan = "tabddpm", ["model.condition_on_target=true"]
+    schema = toy_public_schema(tmp_path)
     cfg = load_config("tables", [f"data.path={toy_csv}", "data.target=income",
+                                 f"data.schema={schema}",
                                  f"model.kind={kind}", *TINY, "privacy.epsilon=4",
                                  "privacy.delta=1e-4", *gan])
     run = genforge.train(cfg, out=tmp_path / "run").run_dir

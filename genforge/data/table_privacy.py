@@ -216,7 +216,7 @@ def _categorical(dp: Any, col: dict, s: pd.Series, eps: float,
     def release(threshold: int) -> Any:
         return count >> dp.m.then_laplace_threshold(scale=1 / eps, threshold=threshold)
 
-    threshold = dp.binary_search_param(release, d_in=1, d_out=(eps, delta), T=int)
+    threshold = _smallest_threshold(release, eps, delta)
     released = release(threshold)(keys)
     kept = sorted((text[k] for k in released if k != MISSING_KEY and k in text),
                   key=lambda v: (str(type(v)), v))
@@ -226,6 +226,28 @@ def _categorical(dp: Any, col: dict, s: pd.Series, eps: float,
     return new, values, _item(name, "OpenDP stability histogram (Laplace, threshold)", eps,
                               delta, threshold=threshold, categories=len(kept),
                               note="" if kept else "no category passed: the column is all missing")
+
+
+def _smallest_threshold(release: Any, eps: float, delta: float) -> int:
+    """The smallest threshold whose release is (eps, delta)-DP for one added or removed row.
+    Searched by hand over the map's (epsilon, delta), not by OpenDP's binary_search_param:
+    that one compares (epsilon, delta) pairs, which are only partially ordered, and raises
+    where one is smaller and the other larger. Epsilon does not depend on the threshold; a
+    relative slack of 1e-9 absorbs its rounding."""
+    def fits(threshold: int) -> bool:
+        map_eps, map_delta = release(threshold).map(1)
+        return map_eps <= eps * (1 + 1e-9) and map_delta <= delta
+
+    low, high = 1, 1  # a threshold below the sensitivity (1) is refused by OpenDP
+    while not fits(high):
+        low, high = high + 1, high * 2
+        if high > 2**30:
+            raise ConfigError(f"no threshold gives epsilon {eps:.3g}, delta {delta:.3g} for the "
+                              "category release: raise privacy.preprocessing_share")
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if fits(mid) else (mid + 1, high)
+    return low
 
 
 def _boolean(dp: Any, col: dict, s: pd.Series, eps: float) -> tuple[dict, pd.Series, dict]:
