@@ -371,6 +371,7 @@ def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
     from pathlib import Path
 
     from genforge.data.tables import load_tables
+    from genforge.eval.audit import audit_html
     from genforge.eval.report import PAGE, loss_curves, prepare_out_dir
     from genforge.version import __version__
 
@@ -400,7 +401,7 @@ def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
              f"{run['step']} · {n} rows sampled with seed {options.seed}</p>",
              "<h2>Sample rows</h2><div style='overflow-x:auto; font-size:0.85em'>",
              synthetic.head(8).to_html(index=False, na_rep="(missing)", border=0), "</div>",
-             report_section(result), _privacy_note(model)]
+             report_section(result), _privacy_note(model), audit_html(model.path)]
     curves = loss_curves(Path(model.path))
     if curves:
         parts.append(f"<h2>Training losses</h2><img alt='loss curves' src='{curves}'>")
