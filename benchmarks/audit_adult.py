@@ -35,6 +35,8 @@ CASES: dict[str, tuple[str, list[str], int, int]] = {
     "tvae": ("adult-tvae", [], 3000, 1000),
     "tvae-small": ("adult-tvae", ["data.limit=1000"], 2000, 200),
     "tvae-500": ("adult-tvae", ["data.limit=500", "train.batch_size=250"], 4000, 200),
+    "tvae-500-dp3": ("adult-tvae", ["data.limit=500", "train.batch_size=250",
+                                    "privacy.epsilon=3", *DP], 600, 200),
     "tabddpm": ("adult-tabddpm", [], 3000, 1000),
     "tabddpm-small": ("adult-tabddpm", ["data.limit=1000"], 3000, 200),
     "tabddpm-500": ("adult-tabddpm", ["data.limit=500", "train.batch_size=250"], 4000, 200),
