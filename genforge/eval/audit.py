@@ -232,7 +232,8 @@ def audit_run(run: str | Path, options: AuditOptions) -> tuple[list[str], dict[s
     claim = privacy_record(run)
     delta = options.delta if options.delta is not None else (
         claim["delta"] if claim else NON_DP_DELTA)
-    data = load_tables(model.config.data, options.data_root)
+    # the rows and the retraining both come from config.yaml: what the run says it learned
+    data = load_tables(_run_config(run).data, options.data_root)
     schema = model.data_info["schema"]
     rng = np.random.default_rng(options.seed)
     canaries = draw_canaries(data.train_frame, schema, options.canaries, rng)
@@ -262,6 +263,17 @@ def audit_run(run: str | Path, options: AuditOptions) -> tuple[list[str], dict[s
     return summary_lines(result), paths
 
 
+def _run_config(run: Path, raw: dict[str, Any] | None = None) -> Any:
+    from genforge.config import read_yaml
+    from genforge.registry import build_run_config
+
+    if not (run / "config.yaml").exists():
+        raise ConfigError(f"{run}: no config.yaml; an audit retrains from the run's config")
+    return build_run_config(raw or read_yaml(run / "config.yaml"),
+                            source=f"{run / 'config.yaml'}" + (" (audit retraining)" if raw
+                                                               else ""))
+
+
 def _retrain(run: Path, tmp: Path, train: pd.DataFrame, extra: pd.DataFrame,
              schema: dict[str, Any], options: AuditOptions) -> dict[str, Any]:
     """Train the run's config on train + extra (the run's schema kept, so the canaries change
@@ -270,7 +282,6 @@ def _retrain(run: Path, tmp: Path, train: pd.DataFrame, extra: pd.DataFrame,
     from genforge.api import train as train_run
     from genforge.config import read_yaml
     from genforge.eval.privacy import privacy_record
-    from genforge.registry import build_run_config
 
     table, schema_file = tmp / "train.parquet", tmp / "schema.json"
     pd.concat([train, extra], ignore_index=True).to_parquet(table, index=False)
@@ -284,7 +295,7 @@ def _retrain(run: Path, tmp: Path, train: pd.DataFrame, extra: pd.DataFrame,
         raw["train"]["max_steps"] = options.steps
         if "warmup_steps" in raw["train"]:
             raw["train"]["warmup_steps"] = min(raw["train"]["warmup_steps"], options.steps - 1)
-    cfg = build_run_config(raw, source=f"{run / 'config.yaml'} (audit retraining)")
+    cfg = _run_config(run, raw)
     start = time.perf_counter()
     run_dir = train_run(cfg, out=tmp / "run", data_root=options.data_root).run_dir
     seconds = time.perf_counter() - start
