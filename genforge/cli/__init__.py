@@ -7,6 +7,7 @@ Python API, one module per command group.
     genforge sample runs/dcgan1 --n 64 --seed 0 --out grid.png
     genforge complete runs/vae1 --input digits.npz --mask bottom-half --out filled.png
     genforge eval runs/dcgan1
+    genforge audit runs/tvae1                 # a lower bound on epsilon (tables)
     genforge validate configs/mnist-dcgan.yaml
     genforge inspect grid.png                 # the provenance record, checked
     genforge detect w.png --text t.txt --run runs/gpt1   # the invisible watermarks
@@ -21,6 +22,7 @@ import traceback
 
 import typer
 
+from genforge.cli.audit import audit_command
 from genforge.cli.common import user_message
 from genforge.cli.convert import convert_command
 from genforge.cli.eval import eval_command
@@ -38,6 +40,7 @@ app.command("train")(train)
 app.command("sample")(sample_command)
 app.command("complete")(complete)
 app.command("eval")(eval_command)
+app.command("audit")(audit_command)
 app.command("convert")(convert_command)
 app.command("validate")(validate)
 app.command("inspect")(inspect_command)

@@ -371,6 +371,7 @@ def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
     from pathlib import Path
 
     from genforge.data.tables import load_tables
+    from genforge.eval.audit import audit_html
     from genforge.eval.report import PAGE, losses_section, prepare_out_dir
     from genforge.version import __version__
 
@@ -401,7 +402,7 @@ def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
              f"{run['step']} · {n} rows sampled with seed {options.seed}</p>",
              "<h2>Sample rows</h2><div style='overflow-x:auto; font-size:0.85em'>",
              synthetic.head(8).to_html(index=False, na_rep="(missing)", border=0), "</div>",
-             report_section(result), _privacy_note(model)]
+             report_section(result), _privacy_note(model), audit_html(model.path)]
     parts.append(losses_section(Path(model.path)))
     paths["report"].write_text(PAGE.format(title=html.escape(title), body="\n".join(parts)),
                                encoding="utf-8")
