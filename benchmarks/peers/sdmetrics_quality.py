@@ -40,17 +40,18 @@ def report(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: dict,
                      strict=True))
     shapes = quality.get_details("Column Shapes")
     pairs = quality.get_details("Column Pair Trends")
+    counted = pairs["Meets Threshold?"].astype("boolean").fillna(False)  # as sdmetrics averages
     return {"real_correlation_threshold": quality.real_correlation_threshold,
             "real_association_threshold": quality.real_association_threshold,
             "score": float(quality.get_score()),
             "column_shapes": float(props["Column Shapes"]),
             "column_pairs": float(props["Column Pair Trends"]),
-            "pairs_counted": int(pairs["Meets Threshold?"].astype(bool).sum()),
+            "pairs_counted": int(counted.sum()),
             "pairs_total": len(pairs),
             "per_column": dict(zip(shapes["Column"], shapes["Score"].astype(float), strict=True)),
             "per_pair": {f"{a} | {b}": (float(s), m, bool(t)) for a, b, s, m, t in zip(
                 pairs["Column 1"], pairs["Column 2"], pairs["Score"], pairs["Metric"],
-                pairs["Meets Threshold?"], strict=True)}}
+                counted, strict=True)}}
 
 
 def main() -> None:
