@@ -196,6 +196,26 @@ def test_metrics_of_a_table_against_itself(toy_csv):
     assert "<table>" in report_section(same)
 
 
+def test_copying_flag_marks_a_table_closer_to_training_than_the_holdout(toy_csv):
+    """The flag is set when the synthetic rows lie nearer the training rows than real unseen
+    rows do (here: the training rows themselves, DCR 0) and not for rows far from both (every
+    number moved past the training range: each row's DCR >= 1, the holdout's far below)."""
+    from genforge.eval.tables import evaluate_tables, report_section
+
+    data = load_tables(TablesDataConfig(path=toy_csv, target="income", test_split=0.3))
+    train, test = data.train_frame, data.test_frame
+    copied = evaluate_tables(train, test, train.copy(), data.schema)["privacy"]
+    far_rows = train.copy()
+    for col in ("age", "score"):
+        far_rows[col] = far_rows[col] + 3 * (train[col].max() - train[col].min())
+    far = evaluate_tables(train, test, far_rows, data.schema)
+    assert copied["dcr_holdout"]["median"] > 0 and copied["copies_training"] is True
+    assert far["privacy"]["dcr_synthetic"]["median"] > far["privacy"]["dcr_holdout"]["median"]
+    assert far["privacy"]["copies_training"] is False
+    assert "Copies its training rows" in report_section({**far, "privacy": copied})
+    assert "Copies its training rows" not in report_section(far)
+
+
 def test_chunked_writing_is_memory_bounded(runs, tmp_path, monkeypatch):
     """Memory is bounded by the chunk: the model is asked for at most `chunk` rows at a time
     (what torch allocates scales with that, not with n), and the writer lets go of each

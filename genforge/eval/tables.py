@@ -16,7 +16,8 @@ privacy   exact copies of training rows; distance to the closest training record
           numbers scaled to [0, 1] by the real range, a category mismatch counts 1) for
           synthetic rows and, as the yardstick, for real held-out rows; a membership attack
           that calls a real row a member when a synthetic row lies close to it (advantage =
-          max TPR - FPR over thresholds, 0 = no better than chance)
+          max TPR - FPR over thresholds, 0 = no better than chance); `copies_training` flags
+          a median DCR of the synthetic rows below the held-out rows' (it copies)
 fairness  for the protected column: demographic-parity gap (spread of P(yhat = 1) over its
           groups) and equal-opportunity gap (spread of the true-positive rates), per
           classifier, TSTR next to TRTR
@@ -270,12 +271,22 @@ def privacy(train: pd.DataFrame, holdout: pd.DataFrame, syn: pd.DataFrame,
     from sklearn.metrics import roc_curve
 
     fpr, tpr, _ = roc_curve(truth, score)
+    syn_median, hold_median = float(np.median(dcr_syn)), float(np.median(dcr_hold))
     return {"exact_copy_rate": copies,
-            "dcr_synthetic": {"median": float(np.median(dcr_syn)),
-                              "p5": float(np.percentile(dcr_syn, 5))},
-            "dcr_holdout": {"median": float(np.median(dcr_hold)),
-                            "p5": float(np.percentile(dcr_hold, 5))},
+            "dcr_synthetic": {"median": syn_median, "p5": float(np.percentile(dcr_syn, 5))},
+            "dcr_holdout": {"median": hold_median, "p5": float(np.percentile(dcr_hold, 5))},
+            # closer to the training rows than unseen real rows are: it copies, not generalises
+            "copies_training": syn_median < hold_median,
             "attack_advantage": float(np.max(tpr - fpr)), "attack_rows": int(2 * m)}
+
+
+def copying_note(p: dict[str, Any]) -> str | None:
+    """The one sentence that flags a synthesizer copying its training rows, or None."""
+    if not p.get("copies_training"):
+        return None
+    return (f"Copies its training rows: the synthetic rows' median distance to the closest "
+            f"training row ({p['dcr_synthetic']['median']:.4f}) is below that of real rows "
+            f"it never saw ({p['dcr_holdout']['median']:.4f}).")
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,6 +363,9 @@ def report_section(result: dict[str, Any]) -> str:
                   row(["DCR median", p["dcr_synthetic"]["median"], p["dcr_holdout"]["median"]]),
                   row(["DCR 5th percentile", p["dcr_synthetic"]["p5"], p["dcr_holdout"]["p5"]]),
                   row(["membership attack advantage", p["attack_advantage"], ""]), "</table>"]
+        note = copying_note(p)
+        if note:
+            parts.append(f"<p class='flag'><b>{html.escape(note)}</b></p>")
     parts.append("</section>")
     return "\n".join(parts)
 
@@ -423,6 +437,9 @@ def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
         lines.append(f"DCR median {p['dcr_synthetic']['median']:.4f} (holdout "
                      f"{p['dcr_holdout']['median']:.4f}), attack advantage "
                      f"{p['attack_advantage']:.3f}, exact copies {p['exact_copy_rate']:.4f}")
+        note = copying_note(p)
+        if note:
+            lines.append(note)
     return lines, paths
 
 
