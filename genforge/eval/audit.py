@@ -28,7 +28,6 @@ does not prove the claim: the audit only sees what this attack sees.
 
 from __future__ import annotations
 
-import html
 import json
 import math
 import shutil
@@ -42,8 +41,8 @@ import numpy as np
 import pandas as pd
 
 from genforge.errors import ConfigError
+from genforge.eval.audit_report import AUDIT_FILE, summary_lines
 
-AUDIT_FILE = "audit.json"
 GRID_SHARES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)  # k+ and k- as shares of m
 NON_DP_DELTA = 1e-5  # the delta a run without a DP claim is audited at (--delta changes it)
 
@@ -330,35 +329,3 @@ def _write(folder: Path, result: dict[str, Any], canaries: pd.DataFrame, include
 
 # --------------------------------------------------------------------------------------------
 # What the CLI and the eval report show
-
-
-def summary_lines(result: dict[str, Any]) -> list[str]:
-    t = result["retraining"]
-    lines = [f"audit: {result['m']} canaries ({result['included']} trained on), retrained "
-             f"{t['steps']} steps (the run: {t['run_steps']}) in {t['train_seconds']:.0f} s",
-             f"best guesses: {result['k_plus']} in, {result['k_minus']} out: "
-             f"{result['correct']} of {result['guesses']} right",
-             f"epsilon >= {result['epsilon_lower_bound']:.3f} at {result['confidence']:.0%} "
-             f"confidence (delta {result['delta']:.3g}; {result['pairs_tested']} (k+, k-) pairs, "
-             "Bonferroni)"]
-    if result["claimed_epsilon"] is None:
-        lines.append("no DP claim to check: the run was trained without privacy.epsilon")
-    else:
-        verdict = "within" if result["bound_within_claim"] else "ABOVE"
-        lines.append(f"claimed epsilon {result['claimed_epsilon']:.3g} (the retraining's, "
-                     f"privacy config kept): the bound is {verdict} the claim")
-    return lines
-
-
-def audit_html(run_dir: str | Path) -> str:
-    """The eval report's audit section, or "" when the run has no RUN/audit/audit.json."""
-    path = Path(run_dir) / "audit" / AUDIT_FILE
-    if not path.exists():
-        return ""
-    result = json.loads(path.read_text(encoding="utf-8"))
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in summary_lines(result))
-    return ("<h2>Privacy audit (one run, canaries)</h2>"
-            f"<p>{html.escape(result['method'])}, {html.escape(result['created'])}; a lower "
-            "bound on epsilon from a membership attack on inserted canary rows. A bound above "
-            "the claim refutes it; below it, the attack found nothing more.</p>"
-            f"<ul>{items}</ul>")

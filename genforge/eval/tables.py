@@ -385,7 +385,7 @@ def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
     from pathlib import Path
 
     from genforge.data.tables import load_tables
-    from genforge.eval.audit import audit_html
+    from genforge.eval.audit_report import audit_html
     from genforge.eval.report import PAGE, losses_section, prepare_out_dir
     from genforge.version import __version__
 
