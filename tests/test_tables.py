@@ -406,7 +406,9 @@ def test_eval_report_of_a_table_run(runs, toy_csv, tmp_path):
     dp_run = genforge.train(cfg, out=tmp_path / "dp").run_dir
     lines, paths = evaluate_run(str(dp_run), EvalOptions(n=200), out=str(tmp_path / "dp-eval"))
     page = paths["report"].read_text()
-    assert "Differential privacy" in page and "Not covered by the DP guarantee" in page
+    # no public schema: the schema step was DP releases, and the report says so
+    assert "Differential privacy" in page and "Preprocessing: " in page and "DP releases" in page
+    assert "Not covered by the DP guarantee" not in page
     assert "alt='loss curves'" not in page and "Not shown: this run was trained with" in page
     assert "Fairness (sex)" in page  # from the run's data.protected
     assert any(line.startswith("privacy: (epsilon") for line in lines)
