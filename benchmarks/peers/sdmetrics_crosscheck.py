@@ -1,6 +1,6 @@
 """genforge's table quality score next to sdmetrics' QualityReport on the same tables.
 
-    bash benchmarks/peers/setup_sdmetrics.sh        # once: sdmetrics in its own venv
+    bash benchmarks/peers/setup_venv.sh sdmetrics   # once: sdmetrics in its own venv
     GENFORGE_DATA=../shared/data .venv/bin/python benchmarks/peers/sdmetrics_crosscheck.py
 
 A few genforge presets (adult-copula as shipped, adult-tvae and adult-tabddpm with short

@@ -1,5 +1,5 @@
 """sdmetrics' QualityReport of synthetic tables against a real one; runs in sdmetrics' own venv
-(benchmarks/peers/.venv-sdmetrics, made by setup_sdmetrics.sh), never in genforge's.
+(benchmarks/peers/.venv-sdmetrics, made by setup_venv.sh sdmetrics), never in genforge's.
 
     .venv-sdmetrics/bin/python sdmetrics_quality.py --real real.csv --metadata meta.json \
         --out scores.json name=syn1.csv name2=syn2.csv

@@ -1,5 +1,5 @@
 """Fit smartnoise-synth's MST or AIM on a CSV and write synthetic rows; runs in smartnoise's own
-venv (benchmarks/peers/.venv-smartnoise, made by setup_smartnoise.sh), never in genforge's.
+venv (benchmarks/peers/.venv-smartnoise, made by setup_venv.sh smartnoise), never in genforge's.
 
     .venv-smartnoise/bin/python smartnoise_fit.py --train fit.csv --synth mst --epsilon 1 \
         --delta 1e-5 --continuous age,fnlwgt --seed 0 --rows 20000 --out syn.csv

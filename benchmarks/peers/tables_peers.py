@@ -1,7 +1,7 @@
 """smartnoise-synth's MST and AIM on Adult, scored exactly as benchmarks/tables_adult.py scores
 genforge's synthesizers.
 
-    bash benchmarks/peers/setup_smartnoise.sh       # once: smartnoise-synth in its own venv
+    bash benchmarks/peers/setup_venv.sh smartnoise  # once: smartnoise-synth in its own venv
     GENFORGE_DATA=../shared/data .venv/bin/python benchmarks/peers/tables_peers.py \
         --synths mst --epsilons 1 --seeds 0,1,2
 

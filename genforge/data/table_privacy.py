@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genforge.data.table_schema import NUMERIC, QUANTILES, model_columns
+from genforge.data.table_schema import NUMERIC, QUANTILES, as_float, model_columns
 from genforge.errors import ConfigError, DataError
 
 MISSING_KEY = "\x00missing"
@@ -86,7 +86,7 @@ def check_public(schema: dict[str, Any], frame: pd.DataFrame, source: str) -> No
                 b <= a for a, b in itertools.pairwise(edges))):
             raise DataError(f"{source}: column {name!r} bins: a rising list of edges from at "
                             f"most min={col['min']} to at least max={col['max']}")
-        values = _as_seconds(frame[name], kind)
+        values = as_float(frame[name], kind)
         for side, bad in (("min", values < lo), ("max", values > hi)):
             if bad.any():
                 raise DataError(f"{source}: column {name!r} {side}={col[side]} excludes data "
@@ -94,15 +94,6 @@ def check_public(schema: dict[str, Any], frame: pd.DataFrame, source: str) -> No
         if col["missing"] == 0 and np.isnan(values).any():
             raise DataError(f"{source}: column {name!r} missing=0, but the table has missing "
                             "values there; set missing above 0")
-
-
-def _as_seconds(s: pd.Series, kind: str) -> np.ndarray:
-    if kind == "datetime":
-        out = np.full(len(s), np.nan)
-        ok = s.notna().to_numpy()
-        out[ok] = s[ok].astype("datetime64[ns]").astype("int64").to_numpy() / 1e9
-        return out
-    return s.to_numpy(np.float64, na_value=np.nan)
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,7 +144,7 @@ def _item(name: str, mechanism: str, eps: float, delta: float, **detail: Any) ->
 def _numeric(dp: Any, col: dict, s: pd.Series, eps: float) -> tuple[dict, pd.Series, dict]:
     """Bounds from noisy bucket counts; values clipped into them."""
     kind, name = col["kind"], col["name"]
-    v = _as_seconds(s, kind)
+    v = as_float(s, kind)
     if kind == "datetime":
         years = pd.to_datetime(pd.Series(v), unit="s").dt.year
         cells = [str(y) for y in YEARS]

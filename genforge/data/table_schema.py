@@ -291,7 +291,8 @@ def model_columns(schema: dict[str, Any]) -> tuple[list[dict], list[dict]]:
     return numeric, categorical
 
 
-def _as_float(s: pd.Series, kind: str) -> np.ndarray:
+def as_float(s: pd.Series, kind: str) -> np.ndarray:
+    """A numeric or datetime column as float64 (dates in seconds since 1970), NaN where missing."""
     if kind == "datetime":
         out = np.full(len(s), np.nan)
         ok = s.notna().to_numpy()
@@ -305,7 +306,7 @@ def fit_stats(frame: pd.DataFrame, schema: dict[str, Any]) -> dict[str, Any]:
     numeric, categorical = model_columns(schema)
     num_stats = []
     for col in numeric:
-        v = _as_float(frame[col["name"]], col["kind"])
+        v = as_float(frame[col["name"]], col["kind"])
         v = v[~np.isnan(v)]
         mean, std = float(v.mean()), float(v.std()) or 1.0
         q = np.quantile((v - mean) / std, np.linspace(0, 1, QUANTILES))
@@ -337,7 +338,7 @@ class TableCodec:
         num = np.zeros((n, len(self.numeric)), np.float32)
         cat = np.zeros((n, len(self.categorical)), np.int64)
         for j, col in enumerate(self.numeric):
-            v = (_as_float(frame[col["name"]], col["kind"]) - self.mean[j]) / self.std[j]
+            v = (as_float(frame[col["name"]], col["kind"]) - self.mean[j]) / self.std[j]
             num[:, j] = np.nan_to_num(v, nan=0.0)
         for j, col in enumerate(self.categorical):
             if "indicator_of" in col:
