@@ -6,7 +6,7 @@
 Each case names a preset and overrides. A base run of a few steps is trained only to hold the
 config (the audit retrains from its config.yaml); the audit then retrains that config for
 `steps` steps on the training rows plus the included canaries, samples as many rows and
-bounds epsilon (genforge.eval.audit). A DP case keeps its privacy section in the retraining:
+bounds epsilon (genforge.eval.tables.audit). A DP case keeps its privacy section in the retraining:
 the claimed epsilon is the retraining's own. Results are merged into
 benchmarks/results/audit_adult.json by case name (cases can be run one at a time).
 """
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import genforge
-from genforge.eval.audit import AuditOptions, audit_run
+from genforge.eval.tables.audit import AuditOptions, audit_run
 from genforge.registry import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,6 +45,10 @@ CASES: dict[str, tuple[str, list[str], int, int]] = {
     "tabddpm-small-dp3": ("adult-tabddpm", ["data.limit=1000", "privacy.epsilon=3", *DP],
                           1000, 200),
     "tabddpm-dp3": ("adult-tabddpm", ["privacy.epsilon=3", *DP], 1000, 1000),
+    # marginal-based: fitted in one pass, so "steps" is the preset's single pass
+    "aim-dp1": ("adult-aim", ["privacy.epsilon=1", "privacy.delta=1e-5"], 1, 1000),
+    "mst-dp1": ("adult-mst", ["privacy.epsilon=1", "privacy.delta=1e-5"], 1, 1000),
+    "aim-dp3": ("adult-aim", ["privacy.epsilon=3", "privacy.delta=1e-5"], 1, 1000),
 }
 
 

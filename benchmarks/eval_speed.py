@@ -30,10 +30,10 @@ from typing import Any
 import torch
 
 from genforge.config import DataConfig
-from genforge.data import load_images
 from genforge.eval import metrics as M
-from genforge.eval.classifier import ACCURACY_BAR, accuracy, domain_classifier
-from genforge.eval.features import InceptionExtractor, extract, find_inception
+from genforge.eval.images.classifier import ACCURACY_BAR, accuracy, domain_classifier
+from genforge.eval.images.features import InceptionExtractor, extract, find_inception
+from genforge.modalities.images.data import load_images
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -139,7 +139,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 
-    from genforge.training.precision import bf16_native
+    from genforge.runtime.precision import bf16_native
 
     result: dict[str, Any] = {"args": vars(args), "torch": torch.__version__,
                               "bf16_native": bf16_native("cpu")[1],

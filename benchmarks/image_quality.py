@@ -71,10 +71,9 @@ def run_baseline(dataset: str, split: str, data_root: str, minutes: float, marks
     from safetensors.torch import save_file
 
     from genforge.config import DataConfig
-    from genforge.data import load_images
-    from genforge.data.images import to_model_range
     from genforge.families.gan.config import GANConfig
     from genforge.families.gan.nets import build_nets
+    from genforge.modalities.images.data import load_images, to_model_range
 
     data = load_images(DataConfig(dataset=dataset, split=split), data_root)
     images = data.images  # uint8 (N, C, H, W)
@@ -210,7 +209,7 @@ def _step(file: Path) -> int:
 
 def sample_file(side: str, snapshot: Path, n: int, out: Path, channels: int, size: int) -> Path:
     from genforge import load
-    from genforge.data.images import from_model_range
+    from genforge.modalities.images.data import from_model_range
 
     if side == "genforge":
         model = load(snapshot)
@@ -286,7 +285,7 @@ def evaluate_marks(args: argparse.Namespace, work: Path, run: Path) -> list[dict
 def real_floor(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """What a perfect generator would score at these sizes: n training images (seed 1) in the
     fake's place. FID falls with n, so this floor is what a figure at the same n compares to."""
-    from genforge.eval.pipeline import image_set
+    from genforge.eval.images.pipeline import image_set
 
     row: dict[str, Any] = {"side": "real train images", "mark_min": None}
     for features, n in (("domain", args.n_domain), ("inception", args.n_inception)):

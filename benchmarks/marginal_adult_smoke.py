@@ -6,7 +6,7 @@ Protocol: adult.data only. genforge's own split (data.test_split=0.2, split_seed
 20 % of adult.data as the validation split the scores use; adult.test is not touched. The
 presets' public schema (data/tabular/adult.schema.yaml) fixes bounds and categories. Fit time
 is the wall and CPU time (all threads of this process) of genforge.train; the scores are
-genforge.eval.tables.evaluate_tables on as many synthetic rows as training rows.
+genforge.eval.tables.evaluate.evaluate_tables on as many synthetic rows as training rows.
 Writes benchmarks/results/marginal_adult_smoke.json (merging runs of other kinds).
 """
 
@@ -29,7 +29,7 @@ OUT = ROOT / "benchmarks" / "results" / "marginal_adult_smoke.json"
 
 
 def adult_with_header(data_root: Path, folder: Path) -> Path:
-    from genforge.data.tables import ADULT_COLUMNS
+    from genforge.modalities.tables.data import ADULT_COLUMNS
 
     frame = pd.read_csv(data_root / "tabular" / "adult" / "adult.data", header=None,
                         names=ADULT_COLUMNS, dtype=str, skipinitialspace=True)
@@ -40,8 +40,8 @@ def adult_with_header(data_root: Path, folder: Path) -> Path:
 
 def run(kind: str, csv: Path, seed: int, folder: Path, extra: list[str]) -> dict:
     import genforge
-    from genforge.data.tables import load_tables
-    from genforge.eval.tables import evaluate_tables
+    from genforge.eval.tables.evaluate import evaluate_tables
+    from genforge.modalities.tables.data import load_tables
     from genforge.registry import load_config
 
     overrides = [f"data.path={csv}", "data.test_split=0.2", "data.split_seed=0",

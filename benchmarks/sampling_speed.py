@@ -153,8 +153,8 @@ def run_plain(preset: str, channels: str | None, precision: str, batch: int, war
     import torch.nn.functional as F
 
     from genforge.config import DataConfig
-    from genforge.data import load_images, to_model_range
     from genforge.families.diffusion.nets import build_scheduler, build_unet
+    from genforge.modalities.images.data import load_images, to_model_range
 
     cfg = model_config(preset, channels)
     data = load_images(DataConfig(dataset="mnist"))

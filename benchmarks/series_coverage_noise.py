@@ -6,7 +6,7 @@ how far from 50/80/95 % chance alone puts it, series by series.
 Per series, the benchmark's ARIMA baseline (order chosen by AIC among its candidates) is fitted
 on the rows before the first test origin, as at that origin in the benchmark, and taken as
 the process that made the data. Its exactly calibrated forecaster is then run on simulated
-histories over the same test origins, steps and columns (genforge.eval.series_coverage): the
+histories over the same test origins, steps and columns (genforge.eval.series.coverage): the
 spread of its coverage is the noise of the window, before any estimation error (an oracle
 knows its parameters, so a real forecaster's coverage moves more). Reported: the oracle's
 central 90 % band per level, the chance that all three levels land within 5 points (issue
@@ -38,7 +38,7 @@ METHODS = ("genforge_refit_ensemble_online_aci", "ets", "arima", "seasonal_naive
 
 
 def main() -> None:
-    from genforge.eval.series_coverage import (
+    from genforge.eval.series.coverage import (
         arima_weights,
         band,
         oracle_coverage,

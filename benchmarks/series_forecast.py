@@ -14,13 +14,13 @@ Per series (SERIES below): the horizon H and season m, 16-25 test origins one to
 apart (tsCV: 4-5 origins a horizon apart gave 40-260 strongly correlated points, a coverage
 that swung 10-20 points with the window alone), the first one where it was with 5 origins
 (so trained runs are kept), eight calibration origins before them
-(genforge.eval.series_rolling.RollingProtocol). genforge trains once per
+(genforge.eval.series.rolling.RollingProtocol). genforge trains once per
 seed on the rows before the first calibration origin and forecasts from every origin given the
 real history; the conformal factors are fitted on the calibration origins (every row, the
 last forecast ending just before the first test origin: --cal-stride 1). With --refit (the
 default) each seed is trained again on every row before the first test origin, and its test
 forecasts are widened by the first models' factors (genforge_refit_*): no test row reaches
-training or calibration. Online variants (*_online*; genforge.eval.series_rolling.
+training or calibration. Online variants (*_online*; genforge.eval.series.rolling.
 online_calibrated): each test origin's factors are fitted on the calibration forecasts plus
 every test forecast whose truth ended before it (a deployed forecaster's growing window);
 _centered first moves the paths by the pool's median bias, _partial also pools the observed
@@ -97,7 +97,7 @@ def train_run(cfg, out: Path) -> Path:
 
 def prepare(name: str, spec: dict, folder: Path) -> tuple[np.ndarray, list[str], Path]:
     """The series as a plain long CSV (gaps filled, wide tables unrolled) for training."""
-    from genforge.data.series_sources import read_series
+    from genforge.modalities.series.sources import read_series
 
     times, columns, values = read_series(SHARED / spec["file"], **spec["read"])
     path = folder / f"{name}.csv"
@@ -110,7 +110,7 @@ def prepare(name: str, spec: dict, folder: Path) -> tuple[np.ndarray, list[str],
 
 
 def protocol_of(spec: dict):
-    from genforge.eval.series_rolling import RollingProtocol
+    from genforge.eval.series.rolling import RollingProtocol
 
     return RollingProtocol(horizon=spec["horizon"], period=spec["period"],
                            origins=spec.get("origins", 5), stride=spec["stride"],
@@ -157,8 +157,8 @@ def forecaster_of(run: Path):
 def baselines(spec: dict, values: np.ndarray, tests: list[int], args: argparse.Namespace,
               result: dict) -> None:
     """Seasonal naive, ETS and ARIMA refitted at every test origin, scored like genforge."""
-    from genforge.eval.series_baselines import BASELINES
-    from genforge.eval.series_rolling import rolling_forecasts, score
+    from genforge.eval.series.baselines import BASELINES
+    from genforge.eval.series.rolling import rolling_forecasts, score
 
     log = spec["transform"] == "log"
     for key, factory in BASELINES.items():
@@ -178,7 +178,7 @@ GAMMA = 0.05  # ACI step per horizon of new truth (per origin: GAMMA stride / H)
 
 def online_variants(prefix: str, cal: list, test: list, spec: dict) -> tuple[dict, dict]:
     """The online-calibrated variants of one forecaster (test) after its calibration (cal)."""
-    from genforge.eval.series_rolling import online_calibrated
+    from genforge.eval.series.rolling import online_calibrated
 
     h, gamma = spec["horizon"], GAMMA * spec["stride"] / spec["horizon"]
     rules = {"online": {}, "online_centered": {"center": True},
@@ -191,7 +191,7 @@ def online_variants(prefix: str, cal: list, test: list, spec: dict) -> tuple[dic
 
 
 def evaluate_series(name: str, spec: dict, folder: Path, args: argparse.Namespace) -> dict:
-    from genforge.eval.series_rolling import (
+    from genforge.eval.series.rolling import (
         calibrate,
         calibrated,
         pooled,
@@ -299,7 +299,7 @@ def table(results: dict, headline: str) -> str:
 
 
 def targets(results: dict, headline: str) -> dict:
-    from genforge.eval.series_rolling import coverage_error
+    from genforge.eval.series.rolling import coverage_error
 
     out = {}
     keys = sorted({k for r in results.values() for k in r["methods"] if "genforge" in k})

@@ -1,7 +1,7 @@
 """The synthetic-series part of benchmarks/series_forecast.py: 100 whole series per data set
 from the seed-0 genforge model (trained on the rows before the first calibration origin),
 measured against those real rows (ACF distance, marginal, discriminative score) and the rows
-after them (train on synthetic, test on real). See genforge.eval.series_synthetic."""
+after them (train on synthetic, test on real). See genforge.eval.series.synthetic."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import numpy as np
 def synthetic_part(names: list[str], series: dict, args: Any, prepare, protocol_of,
                    folder: Path) -> dict[str, Any]:
     import genforge
-    from genforge.eval.series_synthetic import compare
+    from genforge.eval.series.synthetic import compare
     from genforge.families.series.synthetic import synthesize
 
     out = {}

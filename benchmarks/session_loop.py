@@ -27,8 +27,7 @@ import torch
 
 import genforge
 from genforge.api import GenerativeModel
-from genforge.data.modalities import get_modality
-from genforge.registry import FAMILIES
+from genforge.registry import FAMILIES, get_modality
 
 REPO = Path(__file__).resolve().parents[1]
 # preset, session options, request, steps between staggered clients (a request's steps / 8)

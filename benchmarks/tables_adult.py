@@ -16,7 +16,7 @@ the budget bounds the whole fit: data reading, mixture fitting and steps. CPU se
 wall seconds on a dedicated machine, which a shared machine cannot give. Each preset runs as
 shipped (its step count and learning-rate schedule are sized to end within the budget on the
 slower, AVX2 machine type); a fit the budget cuts short shows fewer steps than its preset.
-Then `--rows` rows are sampled (rows/s) and scored by genforge.eval.tables: quality (column
+Then `--rows` rows are sampled (rows/s) and scored by genforge.eval.tables.evaluate: quality (column
 shapes and all column pairs), detection AUC, TSTR mean F1 of four classifiers, DCR (and the
 flag when it is below the hold-out's), membership-attack advantage, fairness gaps for `sex`.
 Synthesizers are named by preset; a preset this checkout does not have is skipped with a
@@ -43,8 +43,8 @@ import torch
 
 import genforge
 from genforge.data.roots import find_in_roots
-from genforge.data.tables import ADULT_COLUMNS, TablesDataConfig, load_tables, read_table
-from genforge.eval.tables import evaluate_tables, utility
+from genforge.eval.tables.evaluate import evaluate_tables, utility
+from genforge.modalities.tables.data import ADULT_COLUMNS, TablesDataConfig, load_tables, read_table
 from genforge.registry import PRESETS, load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,6 +186,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--dp-synthesizers", default="adult-tabddpm,adult-aim,adult-mst",
                         help="presets of the DP runs, each at each epsilon")
     parser.add_argument("--delta", type=float, default=1e-5)
+    parser.add_argument("--dp-overrides", default="",
+                        help="extra key=value overrides of the DP runs, comma-separated (e.g. "
+                             "data.schema=null: preprocessing released with DP, no public "
+                             "schema); they are added to the row's name")
     parser.add_argument("--dp-steps", type=int, default=160,
                         help="steps of each DP-SGD run; the noise is solved for them, so they "
                              "must fit the budget: a DP-SGD step (per-row gradients of a "
@@ -240,8 +244,9 @@ def main() -> None:
     if args.dp:
         for preset in known_presets(args.dp_synthesizers.split(",")):
             for eps in (float(e) for e in args.dp.split(",")):
-                runs.append((f"{preset} eps={eps:g}", preset,
-                             dp_overrides(preset, eps, args.delta, args.dp_steps)))
+                extra = [o for o in args.dp_overrides.split(",") if o]
+                runs.append((" ".join([f"{preset} eps={eps:g}", *extra]), preset,
+                             [*dp_overrides(preset, eps, args.delta, args.dp_steps), *extra]))
     plan = [("adult", "sex", adult_cfg, adult_overrides, runs)]
     if args.german:  # its own 30 % hold-out of german.data, whatever --split says
         copula = ["model.kind=copula", "train.ema_decay=null", "train.max_steps=4",

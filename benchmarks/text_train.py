@@ -95,8 +95,7 @@ def child(args: argparse.Namespace) -> None:
     import torch.nn.functional as F
 
     from genforge.api import _check_model_memory
-    from genforge.data.modalities import get_modality
-    from genforge.registry import FAMILIES, load_config
+    from genforge.registry import FAMILIES, get_modality, load_config
     from genforge.training.loop import train
 
     cfg = load_config("shakespeare-char", overrides(args.child, args))
@@ -204,7 +203,7 @@ def child_command(recipe: str, run: Path, args: argparse.Namespace) -> list[str]
 def exact_val_loss(run: Path, data, block_size: int) -> float:
     """Over every validation token (non-overlapping windows), untimed, after the run."""
     import genforge
-    from genforge.eval.text import held_out_nll
+    from genforge.eval.text.evaluate import held_out_nll
 
     nats, tokens, _ = held_out_nll(genforge.load(run), data.val, block_size, batch_size=64)
     return nats / tokens
@@ -297,7 +296,7 @@ def main() -> None:
         print(f"note: {PEER} not found; nanoGPT is skipped")
         sides.remove("peer")
 
-    from genforge.data.text import load_text
+    from genforge.modalities.text.data import load_text
     from genforge.registry import load_config
 
     # tokenised once (or read from genforge's cache) before anything is timed

@@ -72,7 +72,7 @@ def run_genforge(model: str, precision: str, warmup: int, steps: int, threads: i
 def plain_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                   seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """BatchStream's order: epoch e is randperm(seed * 1_000_003 + e); the ragged tail dropped."""
-    from genforge.data import to_model_range
+    from genforge.modalities.images.data import to_model_range
 
     epoch = 0
     while True:
@@ -148,7 +148,7 @@ def vae_step_fn(cfg: Any, bf16: bool) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def run_plain(model: str, precision: str, warmup: int, steps: int, threads: int) -> dict:
     torch.set_num_threads(threads)
-    from genforge.data import load_images
+    from genforge.modalities.images.data import load_images
     from genforge.registry import load_config
 
     cfg = load_config(PRESETS[model])

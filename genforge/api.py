@@ -9,7 +9,7 @@
 
 The API alone builds a `GenerativeModel`: from a run folder, or from the parts a family's
 loader returns for an outside format (a transformers folder). What a model's samples are and
-how they are written follows its modality (genforge.data.modalities).
+how they are written follows its modality (genforge.modalities.base).
 """
 
 from __future__ import annotations
@@ -27,14 +27,13 @@ import numpy as np
 import torch
 
 from genforge.config import RunConfig, apply_overrides, read_yaml
-from genforge.data.images import from_model_range, to_model_range
-from genforge.data.modalities import get_modality
 from genforge.errors import ConfigError, DataError
-from genforge.registry import FAMILIES, build_run_config
+from genforge.modalities.images.data import from_model_range, to_model_range
+from genforge.registry import FAMILIES, build_run_config, get_modality
+from genforge.runtime.noise import RowNoise
 from genforge.training.checkpoint import MODEL_FILE, read_model, split_state
 from genforge.training.loop import TrainResult
 from genforge.training.loop import train as run_loop
-from genforge.training.noise import RowNoise
 
 
 def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path | None = None,
@@ -90,7 +89,10 @@ class GenerativeModel:
         self.family = family or cfg.family
         self.modality = modality or (cfg.modality if cfg and cfg.modality else
                                      data_info.get("kind", "images"))
-        self.output = get_modality(self.modality).make_output()
+        # the two objects the engines ask, instead of comparing names
+        self.modality_spec = get_modality(self.modality)
+        self.family_spec = FAMILIES[self.family]
+        self.output = self.modality_spec.make_output()
         # what sample, complete and their kin compute in when a call does not say: auto
         # (bf16 where the hardware has it), fp32 or bf16; `genforge eval --precision` sets it
         self.precision = "auto"
@@ -246,7 +248,7 @@ class GenerativeModel:
     def _autocast(self, precision: str | None = None) -> Any:
         """bf16 autocast where `precision` (None: the model's) resolves to it on this model's
         device. Only the networks compute in bf16: families cast their outputs to fp32."""
-        from genforge.training.precision import choose_precision
+        from genforge.runtime.precision import choose_precision
 
         device = next((p.device for net in self.objective.nets.values()
                        for p in net.parameters()), torch.device("cpu"))
@@ -289,7 +291,7 @@ class GenerativeModel:
     def complete_rows(self, rows: Any, *, seed: int = 0) -> Any:
         """Tables: fill the empty cells of `rows` (a DataFrame or a .csv/.parquet path); the
         given cells come back exactly as given."""
-        from genforge.data.tables import read_rows
+        from genforge.modalities.tables.data import read_rows
 
         if self.modality != "tables":
             raise ConfigError(f"{self.path}: rows are completed by tables models, not "
@@ -386,7 +388,7 @@ class GenerativeModel:
     def complete(self, images: torch.Tensor | np.ndarray, mask: str | torch.Tensor, *,
                  seed: int = 0, label: Any = None, **options: Any) -> torch.Tensor:
         """Fill in missing pixels: `images` uint8 (N, C, H, W); mask True = missing."""
-        from genforge.data.masks import make_mask
+        from genforge.modalities.images.masks import make_mask
 
         if not hasattr(self.objective, "complete"):
             raise ConfigError(f"{self.path}: the {self.family} family cannot complete images")
@@ -565,8 +567,8 @@ def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Ru
 
 def read_images(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Images for `complete`: .npz/.npy arrays or a PNG/JPEG file; uint8 (N, C, H, W)."""
-    from genforge.data.cifar import load_npz, to_nchw
     from genforge.data.limits import check_bytes, check_pixels, npy_header_bytes, too_many_pixels
+    from genforge.modalities.images.cifar import load_npz, to_nchw
 
     path = Path(path)
     if not path.exists():

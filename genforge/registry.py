@@ -1,13 +1,20 @@
-"""The one table of model families, their sampling options and the presets; the CLI, the
-server, docs and `genforge list` read it. Building a run config from a family name is here too.
+"""Finds the families, modalities and presets, and builds run configs from them.
+
+Families and modalities are objects their own packages define (genforge.families.spec,
+genforge.modalities.base): genforge's own are found by listing their folders, a plug-in's
+through the entry-point groups `genforge.families` and `genforge.modalities`. Presets are the
+YAML files of the preset folders: genforge's, the families' own and GENFORGE_CONFIG_PATH's.
+The CLI, the server, docs and `genforge list` read what is found here; nothing is listed by
+hand.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import importlib.metadata
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,240 +30,147 @@ from genforge.config import (
     read_yaml,
     suggest,
 )
-from genforge.data.modalities import get_modality
 from genforge.errors import ConfigError
-from genforge.families.ar.config import ARConfig
-from genforge.families.diffusion.config import DiffusionConfig
-from genforge.families.gan.config import GANConfig
-from genforge.families.series.config import SeriesConfig
-from genforge.families.tabular.config import TabularConfig
-from genforge.families.vae.config import VAEConfig
+from genforge.families.spec import FamilySpec
+from genforge.modalities.base import Modality
+from genforge.options import Option
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
-
-
-@dataclass(frozen=True)
-class SampleOption:
-    """A knob of `sample` beyond n, seed and label: the CLI's flags and the server's request
-    fields are both made from these, so they cannot drift apart."""
-
-    name: str  # the keyword `GenerativeModel.sample` takes; the CLI flag is --name-with-dashes
-    type: type  # int, float, str, or list (of str)
-    help: str
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[str, ...] = ()
-    exclusive_minimum: bool = False  # the minimum itself is refused (top_p 0, unlike temperature 0)
-
-    def check(self, value: Any) -> Any:
-        """The value, or a ConfigError naming the option and what it takes."""
-        flag = "--" + self.name.replace("_", "-")
-        if self.type is list:
-            items = [value] if isinstance(value, str) else value
-            if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
-                raise ConfigError(f"{flag}={value!r}: expected text or a list of texts")
-            return list(items)
-        if self.type is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, self.type) or (isinstance(value, bool) and self.type is not bool):
-            raise ConfigError(f"{flag}={value!r}: expected {self.type.__name__}")
-        if self.choices and value not in self.choices:
-            raise ConfigError(f"{flag}={value!r}: allowed values are {', '.join(self.choices)}")
-        low, high = self.minimum, self.maximum
-        if low is not None and (value < low or (self.exclusive_minimum and value == low)):
-            raise ConfigError(f"{flag}={value}: must be {'>' if self.exclusive_minimum else '>='}"
-                              f" {low:g}")
-        if high is not None and value > high:
-            raise ConfigError(f"{flag}={value}: must be <= {high:g}")
-        return value
-
-    def describe(self) -> dict[str, Any]:
-        """Plain facts for an API listing (types, ranges, choices)."""
-        return {"name": self.name, "type": self.type.__name__, "help": self.help,
-                "minimum": self.minimum, "maximum": self.maximum,
-                "exclusive_minimum": self.exclusive_minimum, "choices": list(self.choices)}
-
-
-SAMPLE_OPTIONS: dict[str, SampleOption] = {o.name: o for o in (
-    SampleOption("scheduler", str, "Diffusion: the sampler.", choices=("ddpm", "ddim")),
-    SampleOption("steps", int, "Diffusion: sampling steps.", minimum=1, maximum=10000),
-    SampleOption("eta", float, "Diffusion: DDIM eta (0 = deterministic).", 0.0, 1.0),
-    SampleOption("guidance", float, "Diffusion: classifier-free guidance scale.", 0.0, 100.0),
-    SampleOption("prompt", str, "Text: the prompt the samples continue."),
-    SampleOption("max_new_tokens", int, "Text: tokens to add.", minimum=1, maximum=100000),
-    SampleOption("temperature", float, "Text: temperature (0 = greedy). Tables (tabddpm): "
-                 "below 1 sharpens the categorical columns (> 0).", 0.0, 100.0),
-    SampleOption("top_k", int, "Text: keep the k likeliest tokens.", minimum=1),
-    SampleOption("top_p", float, "Text: nucleus top-p.", 0.0, 1.0, exclusive_minimum=True),
-    SampleOption("repetition_penalty", float, "Text: repetition penalty.", 0.0, 100.0,
-                 exclusive_minimum=True),
-    SampleOption("stop", list, "Text: stop string(s)."),
-    SampleOption("horizon", int, "Series: steps ahead.", minimum=1, maximum=100000),
-    SampleOption("calibrated", bool, "Series: widen the paths by the run's calibration "
-                 "(default: on where the run has calibration rows)."),
-    SampleOption("synthetic", bool, "Series: whole new series instead of forecasts."),
-    SampleOption("length", int, "Series: steps of each --synthetic series (120).", minimum=1,
-                 maximum=100000),
-    SampleOption("where", str, "Tables: fix columns, e.g. 'sex=Female,income=>50K' (a number "
-                 "or LOW..HIGH for a numeric column)."),
-)}
-
-
-@dataclass(frozen=True)
-class FamilySpec:
-    """A family: its model config, its objective (imported on use) and what it makes."""
-
-    name: str
-    description: str
-    model_config: type
-    objective: str  # "module:Class"; Class(model_cfg, data_info) builds the objective
-    modalities: tuple[str, ...]  # what it can generate; the first is a run's default
-    can_complete: bool
-    sample_options: tuple[str, ...] = ()  # names in SAMPLE_OPTIONS
-
-    def build(self, model_cfg: Any, data_info: dict[str, Any]) -> Any:
-        module, _, cls = self.objective.partition(":")
-        return getattr(importlib.import_module(module), cls)(model_cfg, data_info)
-
-    def validate(self, cfg: RunConfig, source: str) -> None:
-        """Family-specific combination checks, before anything is built."""
-        check: Callable[[RunConfig], None] | None = getattr(cfg.model, "check_run", None)
-        if check is not None:
-            try:
-                check(cfg)
-            except ConfigError as err:
-                raise ConfigError(f"{source}: {err}") from None
-
-    def check_data(self, cfg: RunConfig, info: dict[str, Any]) -> None:
-        """Checks that need the data set (labels for a conditional model, image size)."""
-        check = getattr(cfg.model, "check_data", None)
-        if check is not None:
-            check(info)
-
-    def options(self) -> list[SampleOption]:
-        return [SAMPLE_OPTIONS[name] for name in self.sample_options]
-
-
-TEXT_OPTIONS = ("prompt", "max_new_tokens", "temperature", "top_k", "top_p",
-                "repetition_penalty", "stop")
-
-FAMILIES: dict[str, FamilySpec] = {
-    "gan": FamilySpec(
-        name="gan",
-        description="GANs: MLP GAN, DCGAN (28/32 px), conditional DCGAN, WGAN-GP",
-        model_config=GANConfig,
-        objective="genforge.families.gan.objective:GANObjective",
-        modalities=("images", "audio"),
-        can_complete=False,
-    ),
-    "vae": FamilySpec(
-        name="vae",
-        description="VAEs: MLP/conv, Bernoulli or Gaussian likelihood, beta-VAE, conditional",
-        model_config=VAEConfig,
-        objective="genforge.families.vae.objective:VAEObjective",
-        modalities=("images",),
-        can_complete=True,
-    ),
-    "diffusion": FamilySpec(
-        name="diffusion",
-        description="Diffusion: diffusers UNet, DDPM/DDIM sampling, guidance, RePaint inpainting",
-        model_config=DiffusionConfig,
-        objective="genforge.families.diffusion.objective:DiffusionObjective",
-        modalities=("images", "audio"),
-        can_complete=True,
-        sample_options=("scheduler", "steps", "eta", "guidance"),
-    ),
-    "ar": FamilySpec(
-        name="ar",
-        description="Autoregressive text: GPT-2/Llama-style decoders, char or byte-level BPE",
-        model_config=ARConfig,
-        objective="genforge.families.ar.objective:ARObjective",
-        modalities=("text",),
-        can_complete=False,
-        sample_options=TEXT_OPTIONS,
-    ),
-    "series": FamilySpec(
-        name="series",
-        description="Autoregressive time series: GRU/Transformer, Gaussian or Student-t paths",
-        model_config=SeriesConfig,
-        objective="genforge.families.series.objective:SeriesObjective",
-        modalities=("series",),
-        can_complete=False,
-        sample_options=("horizon", "calibrated", "synthetic", "length"),
-    ),
-    "tabular": FamilySpec(
-        name="tabular",
-        description="Tables: Gaussian copula, TVAE, CTGAN, TabDDPM; conditions and imputation",
-        model_config=TabularConfig,
-        objective="genforge.families.tabular.build:build_objective",
-        modalities=("tables",),
-        can_complete=True,
-        sample_options=("where", "temperature"),
-    ),
-}
-
-# Preset name -> YAML file in genforge/configs/ (the repo's configs/ links there).
-PRESETS: dict[str, str] = {
-    "mnist-gan": "mnist-gan.yaml",
-    "mnist-dcgan": "mnist-dcgan.yaml",
-    "mnist-quick": "mnist-quick.yaml",
-    "mnist-20min": "mnist-20min.yaml",
-    "mnist-cdcgan": "mnist-cdcgan.yaml",
-    "mnist-wgan-gp": "mnist-wgan-gp.yaml",
-    "fashion-dcgan": "fashion-dcgan.yaml",
-    "fashion-20min": "fashion-20min.yaml",
-    "cifar10-dcgan": "cifar10-dcgan.yaml",
-    "cifar10-60min": "cifar10-60min.yaml",
-    "mnist-vae": "mnist-vae.yaml",
-    "mnist-conv-vae": "mnist-conv-vae.yaml",
-    "mnist-beta-vae": "mnist-beta-vae.yaml",
-    "mnist-cvae": "mnist-cvae.yaml",
-    "mnist-dp-vae": "mnist-dp-vae.yaml",
-    "fashion-vae": "fashion-vae.yaml",
-    "mnist-ddpm": "mnist-ddpm.yaml",
-    "mnist-ddpm-cond": "mnist-ddpm-cond.yaml",
-    "fashion-ddpm": "fashion-ddpm.yaml",
-    "cifar10-ddpm": "cifar10-ddpm.yaml",
-    "cifar10-ddpm-gpu": "cifar10-ddpm-gpu.yaml",
-    "shakespeare-char": "shakespeare-char.yaml",
-    "shakespeare-bpe": "shakespeare-bpe.yaml",
-    "tang-poems": "tang-poems.yaml",
-    "airline-ar": "airline-ar.yaml",
-    "airline-series": "airline-series.yaml",
-    "co2-series": "co2-series.yaml",
-    "sunspots-series": "sunspots-series.yaml",
-    "nile-series": "nile-series.yaml",
-    "elnino-series": "elnino-series.yaml",
-    "macrodata-series": "macrodata-series.yaml",
-    "fsdd-diffusion": "fsdd-diffusion.yaml",
-    "fsdd-cdcgan": "fsdd-cdcgan.yaml",
-    "audio": "audio.yaml",  # any WAV folder: data.path=...
-    "adult-copula": "adult-copula.yaml",
-    "adult-tvae": "adult-tvae.yaml",
-    "adult-ctgan": "adult-ctgan.yaml",
-    "adult-tabddpm": "adult-tabddpm.yaml",
-    "adult-aim": "adult-aim.yaml",
-    "adult-mst": "adult-mst.yaml",
-    "german-credit-tabddpm": "german-credit-tabddpm.yaml",
-    "tables": "tables.yaml",
-}
 DEFAULT_PRESET = "mnist-dcgan"
+CONFIG_PATH_ENV = "GENFORGE_CONFIG_PATH"  # more preset folders, os.pathsep-separated
+FAMILY_GROUP, MODALITY_GROUP = "genforge.families", "genforge.modalities"  # entry points
+
+SampleOption = Option  # the name this class had before families declared their own options
+
+
+def _builtins(package: str, attribute: str) -> list[tuple[str, Any]]:
+    """genforge's own families or modalities: every subpackage of `package` with a `spec`
+    module, found by listing the folder (no table to keep in step)."""
+    root = Path(importlib.import_module(package).__path__[0])
+    return [(f"{package}.{p.name}.spec:{attribute}",
+             getattr(importlib.import_module(f"{package}.{p.name}.spec"), attribute))
+            for p in sorted(root.iterdir()) if (p / "spec.py").is_file()]
+
+
+def _plugins(group: str) -> list[tuple[str, Any]]:
+    """Objects that installed packages register under the entry-point `group` (as pytest
+    and diffusers take plug-ins); a broken plug-in is named in one line."""
+    found = []
+    for point in importlib.metadata.entry_points(group=group):
+        try:
+            found.append((f"{point.value} (entry point {point.name!r})", point.load()))
+        except Exception as err:
+            raise ConfigError(f"entry point {point.name!r} of {group} ({point.value}) does not "
+                              f"load: {type(err).__name__}: {err}") from None
+    return found
+
+
+def _by_name(items: list[tuple[str, Any]], kind: type, what: str) -> dict[str, Any]:
+    table: dict[str, Any] = {}
+    where: dict[str, str] = {}
+    for origin, item in items:
+        if not isinstance(item, kind):
+            raise ConfigError(f"{origin}: not a {kind.__name__} (a {what} plug-in must be one)")
+        if item.name in table:
+            raise ConfigError(f"{what} {item.name!r} is defined twice: {where[item.name]} and "
+                              f"{origin}")
+        table[item.name], where[item.name] = item, origin
+    return table
+
+
+@functools.cache
+def families() -> dict[str, FamilySpec]:
+    """Every family: genforge's own, then those of installed plug-ins."""
+    return _by_name(_builtins("genforge.families", "FAMILY") + _plugins(FAMILY_GROUP),
+                    FamilySpec, "family")
+
+
+@functools.cache
+def modalities() -> dict[str, Modality]:
+    """Every modality: genforge's own, then those of installed plug-ins."""
+    return _by_name(_builtins("genforge.modalities", "MODALITY") + _plugins(MODALITY_GROUP),
+                    Modality, "modality")
+
+
+def get_modality(name: str) -> Modality:
+    table = modalities()
+    if name not in table:
+        raise ConfigError(f"modality={name!r}: allowed values are {', '.join(table)}")
+    return table[name]
+
+
+def get_family(name: str) -> FamilySpec:
+    table = families()
+    if name not in table:
+        raise ConfigError(f"family={name!r}: allowed values are {', '.join(table)}")
+    return table[name]
+
+
+def preset_folders() -> list[Path]:
+    """Where presets are found: genforge's configs, the families' own folders, then the
+    folders of GENFORGE_CONFIG_PATH."""
+    extra = [Path(p) for p in os.environ.get(CONFIG_PATH_ENV, "").split(os.pathsep) if p]
+    return [PRESET_DIR, *(f.presets for f in families().values() if f.presets), *extra]
+
+
+def presets() -> dict[str, Path]:
+    """Preset name -> YAML file, by listing the preset folders (a name found twice is an
+    error naming both files: a preset never silently shadows another)."""
+    found: dict[str, Path] = {}
+    for folder in preset_folders():
+        for path in sorted(folder.resolve().glob("*.yaml")):
+            if path.stem in found and found[path.stem] != path:
+                raise ConfigError(f"preset {path.stem!r} is defined twice: {found[path.stem]} "
+                                  f"and {path}")
+            found[path.stem] = path
+    return found
+
+
+def sample_options() -> dict[str, Option]:
+    """Every family's sample options by name: the CLI's `sample` flags and the server's
+    request fields. Families that share a name must agree on its type."""
+    table: dict[str, Option] = {}
+    for spec in families().values():
+        for option in spec.sample_options:
+            seen = table.get(option.name)
+            if seen is not None and seen.type is not option.type:
+                raise ConfigError(f"option {option.name!r}: {spec.name} declares it "
+                                  f"{option.type.__name__}, another family "
+                                  f"{seen.type.__name__}")
+            table.setdefault(option.name, option)
+    return table
+
+
+def reload() -> None:
+    """Find families and modalities again (after a plug-in was installed)."""
+    families.cache_clear()
+    modalities.cache_clear()
+
+
+def __getattr__(name: str) -> Any:
+    """FAMILIES, MODALITIES, PRESETS and SAMPLE_OPTIONS, as the tables they were."""
+    tables = {"FAMILIES": families, "MODALITIES": modalities, "PRESETS": presets,
+              "SAMPLE_OPTIONS": sample_options}
+    if name in tables:
+        return tables[name]()
+    raise AttributeError(f"module 'genforge.registry' has no attribute {name!r}")
 
 
 def resolve_preset(spec: str) -> tuple[Path, str | None]:
     """A preset name or a YAML path -> (file, preset name or None)."""
-    if spec in PRESETS:
-        return PRESET_DIR / PRESETS[spec], spec
+    table = presets()
+    if spec in table:
+        return table[spec], spec
     path = Path(spec)
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.exists():
             raise ConfigError(f"{path}: no such config file")
         stem = path.stem
-        return path, stem if stem in PRESETS else None
-    close = difflib.get_close_matches(spec, list(PRESETS), n=1)
+        return path, stem if table.get(stem) == path.resolve() else None
+    close = difflib.get_close_matches(spec, list(table), n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     raise ConfigError(
-        f"{spec!r} is neither a preset nor a YAML file{hint}; presets: {', '.join(PRESETS)}"
+        f"{spec!r} is neither a preset nor a YAML file{hint}; presets: {', '.join(table)}"
     )
 
 
@@ -264,10 +178,11 @@ def build_run_config(raw: dict[str, Any], *, source: str) -> RunConfig:
     """Turn a nested dict (YAML + overrides) into a validated RunConfig."""
     raw = dict(raw)
     family = raw.get("family")
-    if family not in FAMILIES:
-        allowed = ", ".join(FAMILIES)
+    table = families()
+    if family not in table:
+        allowed = ", ".join(table)
         raise ConfigError(f"{source}: family={family!r}: allowed values are {allowed}")
-    spec = FAMILIES[family]
+    spec = table[family]
     allowed_top = {"family", "modality", "model", "data", "train", "log", "privacy", "labelling",
                    "preset"}
     for key in raw:

@@ -14,8 +14,8 @@ import genforge
 from genforge.cli import app
 from genforge.config import ConfigError
 from genforge.data.errors import DataError
-from genforge.data.text import TextDataConfig, load_text, split_text
-from genforge.data.tokenizer import bpe_tokenizer, char_tokenizer, encode_corpus
+from genforge.modalities.text.data import TextDataConfig, load_text, split_text
+from genforge.modalities.text.tokenizer import bpe_tokenizer, char_tokenizer, encode_corpus
 
 from conftest import REPO, SHARED_DATA, tiny
 from skips import skip_unless
@@ -369,7 +369,7 @@ def test_cli_sample_and_the_exported_folder(run, tmp_path):
 
 
 def test_evaluate_text(run, tmp_path):
-    from genforge.eval.text import evaluate_text, write_text_report
+    from genforge.eval.text.evaluate import evaluate_text, write_text_report
 
     metrics = evaluate_text(run, n_samples=4, max_new_tokens=24, max_eval_tokens=3000)
     m = metrics["metrics"]
@@ -378,7 +378,7 @@ def test_evaluate_text(run, tmp_path):
     # the windows of context + 1 tokens that share their edge tokens, from the first 3,000
     import torch.nn.functional as F
 
-    from genforge.data.text import load_text
+    from genforge.modalities.text.data import load_text
 
     model = genforge.load(run)
     lm, context = model.objective.nets["lm"].eval(), int(model.data_info["block_size"])

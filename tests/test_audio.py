@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 import genforge
 from genforge.cli import app
-from genforge.data import audio_dsp as dsp
-from genforge.data.audio import AudioDataConfig, AudioOutput, load_audio, read_wav
 from genforge.errors import DataError
+from genforge.modalities.audio import dsp
+from genforge.modalities.audio.data import AudioDataConfig, AudioOutput, load_audio, read_wav
 from genforge.registry import PRESET_DIR, load_config
 
 from conftest import SHARED_DATA, tiny
@@ -260,7 +260,7 @@ def _check_against_sklearn_and_numpy(metrics, model, root) -> None:
 
     from sklearn.metrics import accuracy_score, recall_score
 
-    from genforge.eval.audio_classifier import audio_classifier
+    from genforge.eval.audio.classifier import audio_classifier
 
     n, cfg = metrics["n"], model.config.data
     clf = audio_classifier(cfg, root)

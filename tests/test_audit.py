@@ -1,4 +1,5 @@
-"""The one-run privacy audit (genforge.eval.audit): the bound pinned against hand-worked cases
+"""The one-run privacy audit (genforge.eval.tables.audit): the bound pinned against hand-worked
+cases
 and scipy, soundness and power against randomised response (a mechanism of known epsilon), the
 canaries, and `genforge audit` end to end on a tiny table run."""
 
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 from genforge.cli import app
 from genforge.errors import ConfigError
-from genforge.eval.audit import (
+from genforge.eval.tables.audit import (
     draw_canaries,
     epsilon_lower_bound,
     guess_grid,
@@ -171,7 +172,7 @@ def test_audit_command_end_to_end(table_run):
     older = [p for p in table_run.iterdir() if p.name.startswith("audit-")]
     assert len(older) == 1 and (older[0] / "audit.json").exists()
     # and the eval report shows it
-    from genforge.eval.pipeline import EvalOptions
+    from genforge.eval.images.pipeline import EvalOptions
     from genforge.eval.runs import evaluate_run
 
     _, paths = evaluate_run(str(table_run), EvalOptions(n=100), n_given=True)

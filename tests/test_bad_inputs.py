@@ -278,7 +278,7 @@ def test_idx(work, case):
 @FUZZ
 @given(cut=st.integers(0, 2000), flips=st.lists(st.integers(0, 2000), max_size=3))
 def test_idx_reader_fuzz(tmp_path, cut, flips):
-    from genforge.data.idx import IMAGES_MAGIC, read_idx
+    from genforge.modalities.images.idx import IMAGES_MAGIC, read_idx
 
     good = idx_bytes(n=2)
     data = flip(good, flips)[: cut % (len(good) + 1)] if flips else good[: cut % len(good)]

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 
 import genforge
 from genforge.cli import app
-from genforge.data import audio_dsp as dsp
+from genforge.modalities.audio import dsp
 from genforge.registry import FAMILIES, load_config
 
 from conftest import REPO, tiny
@@ -204,7 +204,7 @@ def test_complete_in_bf16_keeps_what_was_given(runs, case, data_root):
 @pytest.mark.parametrize("case", [c for c, (_, modality, *_) in CASES.items()
                                   if modality != "images"])  # images: the test below
 def test_eval_in_bf16_records_it(runs, case, data_root, tmp_path, monkeypatch):
-    from genforge.eval.pipeline import EvalOptions
+    from genforge.eval.images.pipeline import EvalOptions
     from genforge.eval.runs import evaluate_run
 
     monkeypatch.setenv("GENFORGE_CACHE", str(tmp_path / "cache"))
@@ -219,7 +219,7 @@ def test_eval_in_bf16_records_it(runs, case, data_root, tmp_path, monkeypatch):
     else:
         assert metrics["precision"] == {"chosen": "bf16", "reason": "asked for"}
     if modality == "series":  # the paths scored are the bf16 ones, not fp32 ones
-        from genforge.eval.series import evaluate_series
+        from genforge.eval.series.evaluate import evaluate_series
 
         model, crps = genforge.load(runs[case]), {}
         for precision in ("bf16", "fp32"):
@@ -233,8 +233,8 @@ def test_eval_in_bf16_records_it(runs, case, data_root, tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def classifier_file(tmp_path_factory):
     from genforge.config import DataConfig
-    from genforge.data.images import load_images
-    from genforge.eval.classifier import TrainSettings, save_classifier, train_classifier
+    from genforge.eval.images.classifier import TrainSettings, save_classifier, train_classifier
+    from genforge.modalities.images.data import load_images
 
     train = load_images(DataConfig(dataset="mnist", split="train", limit=300))
     test = load_images(DataConfig(dataset="mnist", split="test", limit=100))
@@ -245,7 +245,7 @@ def classifier_file(tmp_path_factory):
 
 @pytest.mark.parametrize("case", ["gan-images", "vae-images", "diffusion-images"])
 def test_eval_images_in_bf16(runs, case, classifier_file, tmp_path, monkeypatch):
-    from genforge.eval.pipeline import EvalOptions
+    from genforge.eval.images.pipeline import EvalOptions
     from genforge.eval.runs import evaluate_run
 
     monkeypatch.setenv("GENFORGE_CACHE", str(tmp_path / "cache"))

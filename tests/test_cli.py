@@ -60,7 +60,7 @@ def test_conditional_labels(runs, tmp_path):
 
 def test_complete_keeps_known_pixels(runs, tmp_path):
     from genforge.config import DataConfig
-    from genforge.data import load_images
+    from genforge.modalities.images.data import load_images
 
     digits = load_images(DataConfig(split="test", limit=8)).images.numpy()
     np.savez(tmp_path / "digits.npz", x=digits[:, 0])  # (N, H, W) is accepted too

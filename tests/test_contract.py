@@ -26,7 +26,7 @@ INFO = {  # what each preset's data set looks like, without reading it
 def fake_info(cfg) -> dict:
     """The data_info of the preset's data kind, made up: no data set is read."""
     if cfg.family == "ar":  # text: a char vocabulary and the window length
-        from genforge.data.tokenizer import char_tokenizer
+        from genforge.modalities.text.tokenizer import char_tokenizer
 
         tokenizer = char_tokenizer("abcdefgh ,.\n")
         return {"kind": "text", "dataset": cfg.data.dataset, "tokenizer_kind": "char",

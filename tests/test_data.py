@@ -21,13 +21,14 @@ import pytest
 import torch
 from PIL import Image
 
-import genforge.data as gdata
 import genforge.data.roots as groots
+import genforge.modalities.images.data as gimages
 from genforge.config import DataConfig
-from genforge.data import DataError, data_roots, from_model_range, load_images, to_model_range
-from genforge.data.grids import make_grid, save_image
-from genforge.data.masks import NAMED, make_mask
-from genforge.data.sources import SOURCES
+from genforge.data import DataError, data_roots
+from genforge.modalities.images.data import from_model_range, load_images, to_model_range
+from genforge.modalities.images.grids import make_grid, save_image
+from genforge.modalities.images.masks import NAMED, make_mask
+from genforge.modalities.images.sources import SOURCES
 
 from skips import skip_because
 
@@ -67,12 +68,12 @@ def shared_data_root() -> Path:
 
 
 @pytest.fixture(scope="module")
-def mnist_train() -> gdata.ImageData:
+def mnist_train() -> gimages.ImageData:
     return load_images(DataConfig(dataset="mnist", split="train"), data_root=REPO / "data")
 
 
 @pytest.fixture(scope="module")
-def mnist_test() -> gdata.ImageData:
+def mnist_test() -> gimages.ImageData:
     return load_images(DataConfig(dataset="mnist", split="test"), data_root=REPO / "data")
 
 
@@ -530,7 +531,7 @@ def build_cifar_archive(path: Path, batches: dict[str, dict]) -> Path:
     return path
 
 
-def check_cifar(data: gdata.ImageData, batches: dict[str, dict], split: str) -> None:
+def check_cifar(data: gimages.ImageData, batches: dict[str, dict], split: str) -> None:
     names = ["test_batch"] if split == "test" else [f"data_batch_{k}" for k in range(1, 6)]
     rows = np.concatenate([batches[n][b"data"] for n in names])
     assert data.images.shape == (len(rows), 3, 32, 32) and data.images.dtype == torch.uint8

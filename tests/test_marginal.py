@@ -1,5 +1,5 @@
 """AIM and MST (genforge/families/tabular/marginal*.py) and private preprocessing of tables
-(genforge/data/table_privacy.py): accounting, recovery of known marginals, refusals."""
+(genforge/modalities/tables/privacy.py): accounting, recovery of known marginals, refusals."""
 
 from __future__ import annotations
 
@@ -234,7 +234,7 @@ def test_without_schema_a_zero_share_refuses_naming_the_step(files, tmp_path):
 def test_dp_preprocessing_releases_bounds_and_categories(files):
     """Without a schema the bounds, categories and missing rates are DP releases paid from
     preprocessing_share of (epsilon, delta); the statistics come from them alone."""
-    from genforge.data.tables import load_tables
+    from genforge.modalities.tables.data import load_tables
 
     cfg = load_config("tables", [f"data.path={files / 't.csv'}", "data.target=b",
                                  "model.kind=mst", "privacy.epsilon=40", "privacy.delta=1e-6",

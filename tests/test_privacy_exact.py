@@ -15,9 +15,9 @@ from test_tables import TINY, toy_frame, toy_public_schema
 
 import genforge
 from genforge.data.batches import poisson_indices
-from genforge.data.images import BatchStream
-from genforge.data.tables import load_tables
 from genforge.errors import ConfigError
+from genforge.modalities.images.data import BatchStream
+from genforge.modalities.tables.data import load_tables
 from genforge.registry import load_config
 from genforge.training import privacy as dp
 
@@ -98,8 +98,8 @@ def test_text_and_series_windows_are_poisson_sampled_too():
     """Their record is a window: each window start joins a step with probability q."""
     import numpy as np
 
-    from genforge.data.series import SeriesStream
-    from genforge.data.text import TextStream
+    from genforge.modalities.series.data import SeriesStream
+    from genforge.modalities.text.data import TextStream
 
     q, steps = 0.05, 2000
     text = TextStream(np.arange(1000), 8, batch_size=50, seed=1, sample_rate=q)
@@ -207,8 +207,8 @@ def test_a_dp_run_logs_no_loss_or_gradient_norm(ctgan_run):
 def test_a_dp_report_shows_no_training_images_or_loss_curves(ctgan_run, tmp_path):
     """The image report's nearest-training panel and loss curves: shown for a plain run,
     replaced by a sentence for a DP run (render_html on the same result, two run folders)."""
-    from genforge.eval.pipeline import EvalResult
-    from genforge.eval.report import DP_NO_CLOSEST, DP_NO_CURVES, render_html
+    from genforge.eval.images.pipeline import EvalResult
+    from genforge.eval.images.report import DP_NO_CLOSEST, DP_NO_CURVES, render_html
 
     plain = tmp_path / "plain"
     plain.mkdir()

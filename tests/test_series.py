@@ -14,16 +14,16 @@ from typer.testing import CliRunner
 
 import genforge
 from genforge.cli import app
-from genforge.data.series import SeriesDataConfig, load_series, scale, unscale
 from genforge.errors import DataError
-from genforge.eval.series import (
+from genforge.eval.series.coverage import arima_weights
+from genforge.eval.series.evaluate import (
     crps_samples,
     evaluate_series,
     mase,
     seasonal_naive,
     write_series_report,
 )
-from genforge.eval.series_coverage import arima_weights
+from genforge.modalities.series.data import SeriesDataConfig, load_series, scale, unscale
 
 from conftest import REPO, SHARED_DATA, tiny
 from skips import skip_unless
@@ -121,7 +121,7 @@ def test_sqrt_transform_inverts_and_keeps_counts_non_negative(tmp_path):
     for calibrated in (True, False):
         paths = model.sample(200, seed=0, horizon=12, calibrated=calibrated)
         assert (paths >= 0).all() and torch.isfinite(paths).all()
-    from genforge.data.series_calibration import LEVELS as GRID
+    from genforge.modalities.series.calibration import LEVELS as GRID
 
     # factors 20x wide (as a badly over-confident model's might be) push the low paths far
     # below 0 before the clamp

@@ -1,4 +1,4 @@
-"""The oracle coverage of a rolling-origin window (genforge.eval.series_coverage)."""
+"""The oracle coverage of a rolling-origin window (genforge.eval.series.coverage)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from genforge.eval import series_coverage
-from genforge.eval.series_coverage import (
+from genforge.eval.series import coverage as series_coverage
+from genforge.eval.series.coverage import (
     MIN_ROWS,
     band,
     coverage_noise,
@@ -119,9 +119,9 @@ def test_p_values_of_calibrated_draws_are_near_uniform():
 
 
 def test_eval_summary_names_a_skipped_coverage_noise(monkeypatch):
-    from genforge.eval import series
-    from genforge.eval.pipeline import EvalOptions
+    from genforge.eval.images.pipeline import EvalOptions
     from genforge.eval.runs import evaluate_series_run
+    from genforge.eval.series import evaluate as series
 
     why = "no ARIMA stand-in: 5 rows before the held-out tail; an ARIMA stand-in needs 8"
     monkeypatch.setattr(series, "evaluate_series", lambda model, **kw: {

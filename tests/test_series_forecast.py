@@ -9,11 +9,9 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from genforge.data.series_calibration import fit_widening, pit, widen
-from genforge.data.series_sources import read_series
-from genforge.eval.series import coverage
-from genforge.eval.series_baselines import BASELINES, seasonal_naive_paths
-from genforge.eval.series_rolling import (
+from genforge.eval.series.baselines import BASELINES, seasonal_naive_paths
+from genforge.eval.series.evaluate import coverage
+from genforge.eval.series.rolling import (
     Forecast,
     RollingProtocol,
     calibrate,
@@ -21,7 +19,9 @@ from genforge.eval.series_rolling import (
     coverage_error,
     score,
 )
-from genforge.eval.series_synthetic import acf, acf_distance, discriminative_accuracy, tstr
+from genforge.eval.series.synthetic import acf, acf_distance, discriminative_accuracy, tstr
+from genforge.modalities.series.calibration import fit_widening, pit, widen
+from genforge.modalities.series.sources import read_series
 
 from conftest import REPO, tiny
 from skips import require
@@ -260,7 +260,7 @@ def test_a_refitted_run_keeps_the_factors_of_the_calibrated_one(calibrated_run, 
 
 def test_eval_reports_coverage_pit_and_rolling_origins(calibrated_run, tmp_path):
     import genforge
-    from genforge.eval.series import evaluate_series, write_series_report
+    from genforge.eval.series.evaluate import evaluate_series, write_series_report
 
     model = genforge.load(calibrated_run)
     result = evaluate_series(model, n_paths=20)

@@ -7,8 +7,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-from genforge.data.series_calibration import conformal_quantile, fit_widening, pit, widen
-from genforge.eval.series_rolling import Forecast, RollingProtocol, online_calibrated, score
+from genforge.eval.series.rolling import (
+    Forecast,
+    RollingProtocol,
+    online_calibrated,
+    score,
+)
+from genforge.modalities.series.calibration import conformal_quantile, fit_widening, pit, widen
 
 
 def grid_paths(loc: float, scale: float, h: int, s: int = 200) -> np.ndarray:

@@ -15,10 +15,9 @@ import torch
 
 import genforge
 from genforge.api import EXACT_CHUNK, GenerativeModel
-from genforge.data.modalities import get_modality
 from genforge.errors import ConfigError
-from genforge.registry import FAMILIES
-from genforge.training.noise import RowNoise, fixed_chunks
+from genforge.registry import FAMILIES, get_modality
+from genforge.runtime.noise import RowNoise, fixed_chunks
 
 from conftest import REPO
 

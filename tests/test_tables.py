@@ -13,10 +13,10 @@ import torch
 import yaml
 
 import genforge
-from genforge.data.table_config import TablesDataConfig
-from genforge.data.table_schema import infer_schema
-from genforge.data.tables import load_tables, write_table
 from genforge.errors import ConfigError, DataError
+from genforge.modalities.tables.config import TablesDataConfig
+from genforge.modalities.tables.data import load_tables, write_table
+from genforge.modalities.tables.schema import infer_schema
 from genforge.registry import load_config
 
 KINDS = ("copula", "tvae", "ctgan", "tabddpm")
@@ -179,7 +179,7 @@ def test_imputation_keeps_given_cells(runs, kind):
 
 
 def test_metrics_of_a_table_against_itself(toy_csv):
-    from genforge.eval.tables import evaluate_tables, report_section
+    from genforge.eval.tables.evaluate import evaluate_tables, report_section
 
     data = load_tables(TablesDataConfig(path=toy_csv, target="income", test_split=0.3))
     train, test = data.train_frame, data.test_frame
@@ -200,7 +200,7 @@ def test_copying_flag_marks_a_table_closer_to_training_than_the_holdout(toy_csv)
     """The flag is set when the synthetic rows lie nearer the training rows than real unseen
     rows do (here: the training rows themselves, DCR 0) and not for rows far from both (every
     number moved past the training range: each row's DCR >= 1, the holdout's far below)."""
-    from genforge.eval.tables import evaluate_tables, report_section
+    from genforge.eval.tables.evaluate import evaluate_tables, report_section
 
     data = load_tables(TablesDataConfig(path=toy_csv, target="income", test_split=0.3))
     train, test = data.train_frame, data.test_frame
@@ -387,7 +387,7 @@ def test_dp_table_runs_refuse_impossible_settings(toy_csv, tmp_path, extra, mess
 def test_eval_report_of_a_table_run(runs, toy_csv, tmp_path):
     """`genforge eval RUN` on tables: one page with sample rows, fidelity, utility, fairness
     for the protected column, privacy measures, and what the privacy story is."""
-    from genforge.eval.pipeline import EvalOptions
+    from genforge.eval.images.pipeline import EvalOptions
     from genforge.eval.runs import evaluate_run
 
     lines, paths = evaluate_run(str(runs["tabddpm"]), EvalOptions(n=200, protected="sex"),

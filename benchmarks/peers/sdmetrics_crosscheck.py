@@ -5,7 +5,7 @@
 
 A few genforge presets (adult-copula as shipped, adult-tvae and adult-tabddpm with short
 training) are fitted on adult.data and sampled to CSV; the real adult.test rows and the
-training rows themselves are scored too. genforge.eval.tables computes its quality
+training rows themselves are scored too. genforge.eval.tables.evaluate computes its quality
 (column shapes and every column pair) here; sdmetrics' QualityReport runs on the very same
 CSVs in benchmarks/peers/.venv-sdmetrics (sdmetrics pulls in BUSL copulas, so it is never a
 genforge dependency). Per table: both scores, sdmetrics with its default pair thresholds and
@@ -34,8 +34,8 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
 from tables_adult import adult_split, fit  # noqa: E402
 
-from genforge.data.tables import load_tables, read_rows  # noqa: E402
-from genforge.eval.tables import _kinds, column_pairs, column_shapes  # noqa: E402
+from genforge.eval.tables.evaluate import _kinds, column_pairs, column_shapes  # noqa: E402
+from genforge.modalities.tables.data import load_tables, read_rows  # noqa: E402
 
 SHORT = {"adult-copula": [], "adult-tvae": ["train.max_steps=600"],
          "adult-tabddpm": ["train.max_steps=600", "train.ema_decay=null"]}
@@ -71,7 +71,7 @@ def sdmetrics_conventions(real: pd.DataFrame, syn: pd.DataFrame, kinds: dict[str
     where genforge cuts both by the real range; (3) a numeric pair whose correlation is
     undefined (a constant column) is left out of the mean, where genforge counts it as
     correlation 0."""
-    from genforge.eval.tables import _ks, _labels, _numbers, _tvd
+    from genforge.eval.tables.evaluate import _ks, _labels, _numbers, _tvd
 
     shapes = {c: _ks(_numbers(real[c]), _numbers(syn[c])) if k == "numeric" else
               1.0 - _tvd(real[c].dropna().astype(str), syn[c].dropna().astype(str))

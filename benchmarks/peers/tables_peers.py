@@ -10,7 +10,8 @@ test = all of adult.data, scored on adult.test; validation = its 80 % cut), writ
 Each (synthesizer, epsilon, seed) is fitted by smartnoise_fit.py in
 benchmarks/peers/.venv-smartnoise (smartnoise pins opacus<0.15 and mbi<2: it cannot share
 genforge's venv), with delta `--delta`; its fit is timed there. The synthetic CSV is read back
-with genforge's schema and scored here by genforge.eval.tables.evaluate_tables: quality, the
+with genforge's schema and scored here by
+genforge.eval.tables.evaluate.evaluate_tables: quality, the
 same four TSTR classifiers, DCR, attack, fairness. A fit that runs past `--timeout` (AIM can
 take long on a CPU) is killed and recorded as such. Runs are appended to the results file
 (`--out`, default benchmarks/results/tables_peers.json), so the grid can be filled in pieces.
@@ -31,8 +32,8 @@ REPO = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
 from tables_adult import adult_split, row, summarise  # noqa: E402
 
-from genforge.data.tables import load_tables, read_rows  # noqa: E402
-from genforge.eval.tables import _kinds, evaluate_tables, utility  # noqa: E402
+from genforge.eval.tables.evaluate import _kinds, evaluate_tables, utility  # noqa: E402
+from genforge.modalities.tables.data import load_tables, read_rows  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

@@ -1,4 +1,4 @@
-"""`genforge audit`: a thin adapter over genforge.eval.audit (the one-run privacy audit of a
+"""`genforge audit`: a thin adapter over genforge.eval.tables.audit (the one-run privacy audit of a
 table run: canaries in, one retraining, a lower bound on epsilon).
 
     genforge audit runs/tvae1                          # -> runs/tvae1/audit/audit.json
@@ -33,7 +33,7 @@ def audit_command(
     synthetic rows alone, and turn the right guesses into a lower bound on epsilon; into
     RUN/audit/audit.json (an older audit is moved aside), shown by `genforge eval`."""
     with user_errors():
-        from genforge.eval.audit import AuditOptions, audit_run
+        from genforge.eval.tables.audit import AuditOptions, audit_run
 
         options = AuditOptions(canaries=canaries, confidence=confidence, seed=seed,
                                steps=steps, delta=delta, data_root=data_root)

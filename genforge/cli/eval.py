@@ -70,7 +70,7 @@ def eval_command(
     TSTR utility, privacy, fairness for data.protected or --protected) or audio (FD, CAS, IS);
     a DP-SGD run's guarantee in every report."""
     with user_errors():
-        from genforge.eval.pipeline import EvalOptions
+        from genforge.eval.images.pipeline import EvalOptions
         from genforge.eval.runs import evaluate_fakes, evaluate_run
 
         if run is None and fake is None:

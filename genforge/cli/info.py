@@ -13,9 +13,8 @@ def list_cmd(data_root: Annotated[str | None, typer.Option(help="Extra data root
     """Families, modalities, presets and the data sets found on this machine."""
     from genforge.config import read_yaml
     from genforge.data import data_roots
-    from genforge.data.modalities import MODALITIES
-    from genforge.data.sources import SOURCES
-    from genforge.registry import FAMILIES, PRESET_DIR, PRESETS
+    from genforge.modalities.images.sources import SOURCES
+    from genforge.registry import FAMILIES, MODALITIES, PRESET_DIR, PRESETS
 
     typer.echo("families:")
     for spec in FAMILIES.values():

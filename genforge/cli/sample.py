@@ -27,7 +27,7 @@ def sample(run: str, n: int | None, seed: int, label: int | None, out: str | Non
     keyed watermark to images and text (key: the run's labelling.key or
     GENFORGE_WATERMARK_KEY)."""
     from genforge.api import load
-    from genforge.data.text import format_texts
+    from genforge.modalities.text.data import format_texts
 
     options = {k: v for k, v in given.items() if v is not None}
     with user_errors():
@@ -216,7 +216,7 @@ def _read_input(spec: str, n: int):
 
     if not Path(spec).exists() and ":" in spec and "/" not in spec:
         from genforge.config import DataConfig
-        from genforge.data.images import load_images
+        from genforge.modalities.images.data import load_images
 
         dataset, split = spec.split(":", 1)
         data = load_images(DataConfig(dataset=dataset, split=split, limit=n))
@@ -229,7 +229,7 @@ def _compare(images, filled, mask: str, seed: int):
     """Stack original, masked (missing pixels grey) and filled images for a side-by-side grid."""
     import torch
 
-    from genforge.data.masks import make_mask
+    from genforge.modalities.images.masks import make_mask
 
     x = torch.as_tensor(images)
     m = make_mask(mask, tuple(x.shape), seed=seed).expand_as(x)

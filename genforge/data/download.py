@@ -7,10 +7,17 @@ import os
 import shutil
 import tempfile
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
-from genforge.data.sources import RemoteFile
 from genforge.errors import DataError
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str  # file name inside the data set's folder
+    md5: str  # checksum of the file as published
+    url: str  # the usual source
 
 
 def md5sum(path: Path) -> str:

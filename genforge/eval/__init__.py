@@ -19,11 +19,11 @@ __all__ = ["EvalOptions", "EvalResult", "evaluate", "write_report"]
 
 def __getattr__(name: str) -> Any:
     if name in ("EvalOptions", "EvalResult", "evaluate"):
-        from genforge.eval import pipeline as module
+        from genforge.eval.images import pipeline as module
 
         return getattr(module, name)
     if name == "write_report":
-        from genforge.eval.report import write_report
+        from genforge.eval.images.report import write_report
 
         return write_report
     raise AttributeError(f"module 'genforge.eval' has no attribute {name!r}")

@@ -15,7 +15,7 @@ from typing import Any
 
 from genforge.api import GenerativeModel, load
 from genforge.errors import ConfigError
-from genforge.eval.pipeline import EvalOptions
+from genforge.eval.images.pipeline import EvalOptions
 from genforge.eval.privacy import add_privacy
 
 IMAGE_SUMMARY = (("fid", "FID"), ("kid", "KID"), ("precision", "precision"),
@@ -25,7 +25,7 @@ EVALUATORS: dict[str, str] = {
     "images": "genforge.eval.runs:evaluate_images",
     "text": "genforge.eval.runs:evaluate_text_run",
     "series": "genforge.eval.runs:evaluate_series_run",
-    "tables": "genforge.eval.tables:evaluate_tables_run",
+    "tables": "genforge.eval.tables.evaluate:evaluate_tables_run",
     "audio": "genforge.eval.runs:evaluate_audio_run",
 }
 
@@ -54,20 +54,20 @@ def evaluate_run(run: str, options: EvalOptions, out: str | None = None,
 def evaluate_fakes(fake: str, options: EvalOptions,
                    out: str | None = None) -> tuple[list[str], dict[str, Path]]:
     """Two image sets (--real, --fake) instead of a run."""
-    from genforge.eval.pipeline import evaluate
+    from genforge.eval.images.pipeline import evaluate
 
     return _image_lines(evaluate(None, fake=fake, options=options), out or default_out(None, fake))
 
 
 def evaluate_images(model: GenerativeModel, options: EvalOptions, out: str,
                     n_given: bool) -> tuple[list[str], dict[str, Path]]:
-    from genforge.eval.pipeline import evaluate
+    from genforge.eval.images.pipeline import evaluate
 
     return _image_lines(evaluate(str(model.path), options=options), out)
 
 
 def _image_lines(result: Any, out: str) -> tuple[list[str], dict[str, Path]]:
-    from genforge.eval.report import write_report
+    from genforge.eval.images.report import write_report
 
     paths = write_report(result, out)
     lines = []
@@ -90,7 +90,7 @@ def _image_lines(result: Any, out: str) -> tuple[list[str], dict[str, Path]]:
 
 def evaluate_text_run(model: GenerativeModel, options: EvalOptions, out: str,
                       n_given: bool) -> tuple[list[str], dict[str, Path]]:
-    from genforge.eval.text import evaluate_text, write_text_report
+    from genforge.eval.text.evaluate import evaluate_text, write_text_report
 
     metrics = evaluate_text(model, n_samples=options.n if n_given else 64, seed=options.seed,
                             data_root=options.data_root)
@@ -102,7 +102,7 @@ def evaluate_text_run(model: GenerativeModel, options: EvalOptions, out: str,
 
 def evaluate_series_run(model: GenerativeModel, options: EvalOptions, out: str,
                         n_given: bool) -> tuple[list[str], dict[str, Path]]:
-    from genforge.eval.series import evaluate_series, write_series_report
+    from genforge.eval.series.evaluate import evaluate_series, write_series_report
 
     metrics = evaluate_series(model, n_paths=options.n if n_given else 200, seed=options.seed)
     metrics["precision"] = _precision(options)
@@ -123,7 +123,7 @@ def evaluate_series_run(model: GenerativeModel, options: EvalOptions, out: str,
 
 def evaluate_audio_run(model: GenerativeModel, options: EvalOptions, out: str,
                        n_given: bool) -> tuple[list[str], dict[str, Path]]:
-    from genforge.eval.audio import evaluate_audio, summary_lines, write_audio_report
+    from genforge.eval.audio.evaluate import evaluate_audio, summary_lines, write_audio_report
 
     metrics, clips = evaluate_audio(model, n=options.n if n_given else 500, seed=options.seed,
                                     data_root=options.data_root, classifier=options.classifier)

@@ -261,7 +261,7 @@ def _mask(given: dict[str, Any], info: dict[str, Any], limits: Limits) -> torch.
     if ("mask" in given) == ("mask_image" in given):
         raise ConfigError("mask: give either mask (a name) or mask_image (a PNG), not both")
     if "mask" in given:
-        from genforge.data.masks import make_mask
+        from genforge.modalities.images.masks import make_mask
 
         return make_mask(given["mask"], (1, int(info["channels"]), size, size),
                          seed=given.get("seed", 0))

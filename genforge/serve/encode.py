@@ -43,7 +43,7 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def images_body(images: Any, fmt: str, meta: dict[str, Any],
                 label: Labeller | None = None) -> tuple[bytes, str]:
-    from genforge.data.grids import make_grid
+    from genforge.modalities.images.grids import make_grid
 
     label = unlabelled(label)
     array = np.asarray(images.cpu() if isinstance(images, torch.Tensor) else images)

@@ -42,7 +42,7 @@ class Objective(Protocol):
         those it is given, and refuses options a family's `sample` does not name.
         Optional methods: `complete(x, mask, *, seed, ...)`, `export(folder)` (write the
         sampling weights in another library's format), `token_logprobs(ids)` (text). How
-        samples are decoded and written is the modality's (genforge.data.modalities).
+        samples are decoded and written is the modality's (genforge.modalities.base).
         """
         ...
 

@@ -28,11 +28,11 @@ from tqdm.auto import tqdm
 
 from genforge.config import RunConfig, TrainConfig, save_config
 from genforge.errors import ConfigError
+from genforge.runtime.precision import choose_precision
 from genforge.training import checkpoint as ckpt
 from genforge.training.contract import Objective, StepContext, TrainingData
 from genforge.training.ema import EMA
 from genforge.training.metrics import MetricsLog
-from genforge.training.precision import choose_precision
 
 
 @dataclass

@@ -24,7 +24,6 @@ from tokenizers import Tokenizer
 from transformers import PreTrainedTokenizerFast
 
 from genforge.config import ConfigError, TrainConfig
-from genforge.data.tokenizer import END_OF_TEXT, UNK
 from genforge.families.ar.config import ARConfig, check_sampling
 from genforge.families.ar.generate import (
     SamplingOptions,
@@ -34,6 +33,7 @@ from genforge.families.ar.generate import (
 )
 from genforge.families.ar.nets import build_lm, quiet_transformers, token_logprobs
 from genforge.families.ar.session import PromptCache, TextSession
+from genforge.modalities.text.tokenizer import END_OF_TEXT, UNK
 from genforge.training.contract import Batch, StepContext, bare
 
 

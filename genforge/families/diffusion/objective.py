@@ -38,8 +38,8 @@ from genforge.families.diffusion.sampling import (
     ddpm_plan,
     run_chain,
 )
+from genforge.runtime.noise import RowNoise
 from genforge.training.contract import Batch, StepContext, bare
-from genforge.training.noise import RowNoise
 
 
 class DiffusionObjective:
@@ -95,7 +95,7 @@ class DiffusionObjective:
         bar (None: only on a terminal). Seeded by its own generator, never the global RNG:
         x_T ~ N(0, I) is drawn for all n first, as diffusers' pipelines draw it.
 
-        `noise` (several requests' own generators, genforge.training.noise) or `pad_to` runs
+        `noise` (several requests' own generators, genforge.runtime.noise) or `pad_to` runs
         the chain over all n rows at once, step by step, each step's noise drawn per request
         and the network run on chunks of exactly `pad_to` rows (padded): a request's images
         then do not depend on the requests that share the call. For n <= batch_size the

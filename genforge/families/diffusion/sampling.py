@@ -20,7 +20,7 @@ import torch
 from diffusers import DDPMScheduler
 
 from genforge.families.diffusion.nets import ddim_scheduler
-from genforge.training.noise import fixed_chunks
+from genforge.runtime.noise import fixed_chunks
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> prediction
 
@@ -126,7 +126,7 @@ def run_chain(denoise: Denoiser, x: torch.Tensor, plan: Plan,
               generator: torch.Generator | Callable[[torch.Size], torch.Tensor],
               bar=None) -> torch.Tensor:
     """x_T (B, C, H, W) -> x_0 through every step of `plan`; noise from `generator` (CPU), or
-    from a function of the shape (per-request noise, genforge.training.noise)."""
+    from a function of the shape (per-request noise, genforge.runtime.noise)."""
     ts = torch.tensor(plan.timesteps, dtype=torch.long, device=x.device)  # (S,)
     draw = generator if callable(generator) else \
         lambda shape: torch.randn(shape, generator=generator)

@@ -17,8 +17,8 @@ from genforge.config import TrainConfig
 from genforge.errors import ConfigError
 from genforge.families.gan.config import GANConfig
 from genforge.families.gan.nets import build_nets
+from genforge.runtime.noise import RowNoise, fixed_chunks
 from genforge.training.contract import Batch, StepContext, bare
-from genforge.training.noise import RowNoise, fixed_chunks
 
 
 class GANObjective:

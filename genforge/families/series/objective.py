@@ -20,11 +20,11 @@ import torch
 from torch.distributions import Distribution, Normal, StudentT
 
 from genforge.config import ConfigError, TrainConfig
-from genforge.data.series import in_domain, scale, unscale
-from genforge.data.series_calibration import fit_widening, widen
 from genforge.families.series.config import SeriesConfig
 from genforge.families.series.nets import SeriesNet
 from genforge.families.series.synthetic import synthesize
+from genforge.modalities.series.calibration import fit_widening, widen
+from genforge.modalities.series.data import in_domain, scale, unscale
 from genforge.training.contract import Batch, StepContext, bare
 
 DEFAULT_LENGTH = 120  # steps of a synthetic series unless --length says

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genforge.data.series import scale, unscale
+from genforge.modalities.series.data import scale, unscale
 from genforge.training.contract import bare
 
 

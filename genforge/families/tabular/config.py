@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from genforge.data.table_config import BY_CATEGORY_UNDER_DP
 from genforge.errors import ConfigError
+from genforge.modalities.tables.config import BY_CATEGORY_UNDER_DP
 
 if TYPE_CHECKING:
     from genforge.config import RunConfig

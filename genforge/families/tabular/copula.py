@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from genforge.data.table_schema import EncodedTable
 from genforge.families.tabular.objective import TabularObjective
 from genforge.families.tabular.transformer import QuantileMap, _phi, _phi_inv
-from genforge.training.precision import full_precision
+from genforge.modalities.tables.schema import EncodedTable
+from genforge.runtime.precision import full_precision
 
 
 class CopulaStats(nn.Module):

@@ -2,7 +2,7 @@
 
     discretise   numbers -> the public schema's bin edges for the column, else `model.bins`
                  equal-width bins between the schema's bounds (public, or DP-estimated by
-                 genforge.data.table_privacy); an int column with fewer
+                 genforge.modalities.tables.privacy); an int column with fewer
                  values than bins keeps one bin per value; categories (and the missing
                  indicators of numeric columns) are their codes; a missing number sits in
                  its placeholder's bin, and its indicator says it is missing
@@ -30,9 +30,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from genforge.data.table_schema import EncodedTable
 from genforge.errors import ConfigError
 from genforge.families.tabular.objective import TabularObjective
+from genforge.modalities.tables.schema import EncodedTable
 
 
 class MarginalTables(nn.Module):

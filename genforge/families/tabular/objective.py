@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from genforge.data.table_schema import MISSING, EncodedTable, TableCodec, _decode_numeric
 from genforge.errors import ConfigError
+from genforge.modalities.tables.schema import MISSING, EncodedTable, TableCodec, _decode_numeric
 
 MIN_REJECTION_RATE = 0.005  # below this share of obeying rows, steer (see the docstring)
 
@@ -59,7 +59,7 @@ class TabularObjective:
     def sample(self, n: int, *, seed: int, condition: torch.Tensor | None = None,
                where: dict[str, Any] | str | None = None,
                temperature: float | None = None) -> EncodedTable:
-        """n encoded rows (decode with genforge.data.tables.TablesOutput); `where` fixes
+        """n encoded rows (decode with genforge.modalities.tables.data.TablesOutput); `where` fixes
         columns: {"sex": "Female"}, a number, or a (low, high) pair for a numeric column;
         `temperature` (TabDDPM) below 1 sharpens the categorical columns."""
         chunks = list(self.iter_sample(n, seed=seed, where=where, temperature=temperature))
@@ -131,7 +131,7 @@ class TabularObjective:
 
     def encode_where(self, where: dict[str, Any] | str | None) -> dict[str, Any]:
         """{"cat": {column index: code}, "num": {column index: (low, high)}} in model terms."""
-        from genforge.data.tables import parse_where
+        from genforge.modalities.tables.data import parse_where
 
         if isinstance(where, str):
             where = parse_where(where)

@@ -22,12 +22,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from genforge.data.table_schema import EncodedTable
 from genforge.errors import ConfigError
 from genforge.families.tabular.nets import Denoiser
 from genforge.families.tabular.objective import TabularObjective
 from genforge.families.tabular.transformer import QuantileMap
-from genforge.training.precision import full_precision
+from genforge.modalities.tables.schema import EncodedTable
+from genforge.runtime.precision import full_precision
 
 
 def alpha_bars(T: int, schedule: str) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """Column transforms shared by the synthesizers, all on encoded rows (standardised numbers,
-category codes; see genforge.data.table_schema).
+category codes; see genforge.modalities.tables.schema).
 
 QuantileMap     numbers <-> standard normal scores through the training rows' quantiles
                 (copula marginals, TabDDPM's numeric space). Ties (a point mass such as

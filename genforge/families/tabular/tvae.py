@@ -19,10 +19,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from genforge.data.table_schema import EncodedTable
 from genforge.families.tabular.nets import TVAE
 from genforge.families.tabular.objective import TabularObjective
 from genforge.families.tabular.transformer import RowLayout
+from genforge.modalities.tables.schema import EncodedTable
 
 
 class TVAEObjective(TabularObjective):

@@ -18,8 +18,8 @@ from genforge.config import TrainConfig
 from genforge.errors import ConfigError
 from genforge.families.vae.config import VAEConfig
 from genforge.families.vae.nets import VAE
+from genforge.runtime.noise import RowNoise, fixed_chunks
 from genforge.training.contract import Batch, StepContext, bare
-from genforge.training.noise import RowNoise, fixed_chunks
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -80,7 +80,7 @@ class VAEObjective:
                batch_size: int = 1000, noise: RowNoise | None = None,
                pad_to: int | None = None) -> torch.Tensor:
         """Decoder means of z ~ N(0, I): the usual way to show VAE samples. `noise` and
-        `pad_to`: per-request generators and fixed-shape chunks (genforge.training.noise)."""
+        `pad_to`: per-request generators and fixed-shape chunks (genforge.runtime.noise)."""
         vae = bare(self.nets["vae"])
         device = next(vae.parameters()).device
         noise = noise or RowNoise.single(seed, n)

@@ -1,0 +1,1 @@
+"""Sampling engines over any family: the Sampler contract, batching and sessions."""

@@ -1,0 +1,19 @@
+"""The series modality: what the engines ask of series (genforge.modalities.base)."""
+
+from __future__ import annotations
+
+from genforge.modalities.base import Modality
+from genforge.modalities.series.data import SeriesDataConfig
+
+
+class Series(Modality):
+    name = "series"
+    description = "time series from CSV, forecast as sample paths"
+    data_config = SeriesDataConfig
+    loader = "genforge.modalities.series.data:load_series"
+    output = "genforge.modalities.series.data:SeriesOutput"
+    evaluator = "genforge.eval.runs:evaluate_series_run"
+    http_formats = ("csv", "json")
+
+
+MODALITY = Series()
