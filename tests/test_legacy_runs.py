@@ -24,6 +24,8 @@ from typer.testing import CliRunner
 import genforge
 from genforge.cli import app
 
+from skips import require
+
 LEGACY = Path(__file__).resolve().parent / "legacy_runs"
 MANIFEST = json.loads((LEGACY / "MANIFEST.json").read_text())
 RUNS = MANIFEST["runs"]
@@ -39,9 +41,16 @@ def one_thread():
 
 
 _models: dict[str, genforge.GenerativeModel] = {}
+# the optional packages a run needs (pyproject's extras); a partial install skips it
+NEEDS = {"diffusion": "diffusers", "ar": "transformers", "tabular": "pandas",
+         "audio": "soundfile", "tabular-mst": "mbi", "tabular-aim": "mbi"}
 
 
 def model_of(name: str) -> genforge.GenerativeModel:
+    run = RUNS[name]
+    for key in (run["family"], run["modality"], name, run.get("copy_of")):
+        if key in NEEDS:
+            require(NEEDS[key])
     if name not in _models:
         model = genforge.load(LEGACY / name)
         model.precision = "fp32"  # complete and complete_rows compute in the model's
