@@ -5,8 +5,11 @@ trained them, at the commit MANIFEST.json names), two of them rewritten into the
 whose config lacks modality, privacy, labelling and preset, and the outputs of seeded calls
 made when they were written. Each call is made again through the public API and compared:
 images uint8 within 1 (all but 0.5 % of pixels, for another CPU's float kernels), floats to
-rtol 1e-4 / atol 1e-5 (audio waves too, after Griffin-Lim), greedy texts equal,
-tables' categories equal and numbers close. The CLI samples two of them once.
+rtol 1e-4 / atol 1e-5, greedy texts equal, tables' categories equal and numbers close. Audio
+waves to a relative L2 error of 5e-3: with AVX2 kernels (ATEN_CPU_CAPABILITY=avx2
+ONEDNN_MAX_CPU_ISA=AVX2 on the AVX-512 machine that recorded them) the diffusion-audio waves
+moved by up to 1.6e-3 (relative L2 7.4e-4; another seed: 1.48), everything else stayed within
+the bounds above. The CLI samples two of the runs once and evaluates the series run once.
 """
 
 from __future__ import annotations
@@ -119,7 +122,11 @@ def test_legacy_run_loads_and_reproduces_its_recorded_samples(name, call_name):
             assert_images_close(got, expected)
         else:
             assert got.shape == expected.shape and got.dtype == expected.dtype
-            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+            if run["modality"] == "audio":  # a diffusion chain, then Griffin-Lim: see above
+                error = np.linalg.norm(got - expected) / np.linalg.norm(expected)
+                assert error <= 5e-3, f"relative L2 error {error:.2e}"
+            else:
+                np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
 def test_the_runs_cover_every_family_and_modality_and_an_older_format():
