@@ -124,6 +124,11 @@ class PrivacyConfig:
         Opacus replace layers it cannot privatise (BatchNorm -> GroupNorm) instead of refusing.
     preprocessing_share: the share of epsilon and delta that buys a table's schema (bounds,
         categories, missing rates) by DP when no public data.schema is given (0: refuse).
+    noise_seed: None (the default): the noise, the Poisson draws and the releases come from a
+        seed drawn from the operating system's secure source when the run starts, kept only in
+        the run's checkpoint (state/, so that a resume continues the same noise), never in
+        run.json, the model file or a report. An integer: replayable noise (tests,
+        benchmarks); the guarantee then assumes that number secret.
     """
 
     epsilon: float | None = None
@@ -133,6 +138,7 @@ class PrivacyConfig:
     accountant: str = "rdp"
     fix_modules: bool = False
     preprocessing_share: float = 0.1
+    noise_seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.epsilon is not None and self.noise_multiplier is not None:

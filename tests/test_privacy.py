@@ -141,7 +141,7 @@ def test_settings_that_cannot_be_trained_privately_are_refused(tmp_path, preset,
 
 
 def test_resume_continues_the_accountant_exactly(tmp_path):
-    steps = ["privacy.epsilon=6", "train.max_steps=4"]
+    steps = ["privacy.epsilon=6", "train.max_steps=4", "privacy.noise_seed=11"]
     full = train(quick("mnist-vae", *steps), out=tmp_path / "full").run_dir
     part = train(quick("mnist-vae", *steps, "train.stop_after=2"), out=tmp_path / "part")
     spent_at_stop = record(part.run_dir)["epsilon"]
@@ -228,3 +228,32 @@ def test_eval_states_the_guarantee(tmp_path, dp_vae):
     plain.mkdir()
     (plain / "run.json").write_text(json.dumps({"seed": 0}))  # a run without privacy
     assert add_privacy(plain, {"metrics": tmp_path / "metrics.json"}) == []
+
+
+def test_a_secret_noise_seed_stays_in_the_checkpoint_and_a_resume_continues_it(tmp_path):
+    steps = ["privacy.epsilon=6", "train.max_steps=4"]
+    a = train(quick("mnist-vae", *steps), out=tmp_path / "a").run_dir
+    b = train(quick("mnist-vae", *steps), out=tmp_path / "b").run_dir
+    wa = load_file(str(a / "state" / "nets.safetensors"))
+    wb = load_file(str(b / "state" / "nets.safetensors"))
+    # the same train.seed, data and initial weights: only the secret noise tells them apart
+    assert not all(torch.equal(wa[k], wb[k]) for k in wa)
+    seed = json.loads((a / "state" / "trainer.json").read_text())["privacy"]["noise_seed"]
+    assert isinstance(seed, int) and 0 <= seed < 2**42
+    for file in ("run.json", "config.yaml", "metrics.jsonl", "model.safetensors"):
+        assert str(seed).encode() not in (a / file).read_bytes(), file
+    assert any("secure source" in line for line in record(a)["assumptions"])
+
+    # interrupted at step 2 and resumed, a secret-seeded run draws what an unbroken run
+    # seeded with the same number (privacy.noise_seed) draws
+    part = train(quick("mnist-vae", *steps, "train.stop_after=2"), out=tmp_path / "part")
+    secret = json.loads((part.run_dir / "state" / "trainer.json").read_text())["privacy"][
+        "noise_seed"]
+    resumed = train(resume_config(part.run_dir), resume=part.run_dir).run_dir
+    replay = train(quick("mnist-vae", *steps, f"privacy.noise_seed={secret}"),
+                   out=tmp_path / "replay").run_dir
+    wr = load_file(str(resumed / "state" / "nets.safetensors"))
+    wp = load_file(str(replay / "state" / "nets.safetensors"))
+    for key in wr:
+        assert torch.equal(wr[key], wp[key]), key
+    assert any("privacy.noise_seed" in line for line in record(replay)["assumptions"])

@@ -37,8 +37,9 @@ class Releases:
     def __init__(self, cfg: PrivacyConfig, *, epsilon: float | None, delta: float,
                  seed: int) -> None:
         self.cfg, self.epsilon, self.delta = cfg, epsilon, delta
-        # noise from torch's generator seeded by train.seed, like the SGD noise (Opacus'
-        # secure_mode needs torchcsprng): the guarantee assumes the seed is kept secret
+        # noise from torch's generator seeded by the run's noise seed, like the SGD noise
+        # (Opacus' secure_mode needs torchcsprng, which has no current wheel); the seed is a
+        # secret one unless privacy.noise_seed was given (training/privacy.noise_seed)
         self.generator = torch.Generator().manual_seed(seed * 1_000_003 + 424_242)
         self.history: list[tuple[float, float, int]] = []
         self.items: list[dict[str, Any]] = []

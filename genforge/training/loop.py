@@ -107,16 +107,20 @@ def train(cfg: RunConfig, *, data: TrainingData,
 
     torch.manual_seed(t.seed)  # the same initial weights on every process
     objective = build_objective(data_info)
-    if hasattr(objective, "fit"):  # fitted from the whole table at once (AIM, MST): no steps
-        return _fit_whole(cfg, objective, data, out, resume, overwrite, accelerator, chosen)
-    privacy = None
-    if cfg.privacy.enabled:  # DP-SGD: hooks on the nets that see real data, checked first
+    noise_seed = None  # a DP run's noise, Poisson draws and releases: a secret seed
+    if cfg.privacy.enabled:
         from genforge.training import privacy as dp
 
+        noise_seed = dp.noise_seed(cfg.privacy, resume, t.seed)
+    if hasattr(objective, "fit"):  # fitted from the whole table at once (AIM, MST): no steps
+        return _fit_whole(cfg, objective, data, out, resume, overwrite, accelerator, chosen,
+                          noise_seed)
+    privacy = None
+    if noise_seed is not None:  # DP-SGD: hooks on the nets that see real data, checked first
         privacy = dp.start(cfg.privacy, objective, data, batch_size=t.batch_size,
                            max_steps=t.max_steps, grad_accum=t.grad_accum,
                            processes=accelerator.num_processes, precision=precision,
-                           seed=t.seed, grad_clip=t.grad_clip)
+                           seed=noise_seed, grad_clip=t.grad_clip)
     run_dir = _run_dir(cfg, out, resume, overwrite, accelerator, chosen)  # after every refusal
     optimizers = objective.configure_optimizers(t)
     if privacy is not None:
@@ -145,7 +149,8 @@ def train(cfg: RunConfig, *, data: TrainingData,
         trainer = ckpt.load_state(folder, rank=rank, nets=bare, emas=emas,
                                   optimizers=optimizers, schedulers=schedulers)
     poisson = {} if privacy is None else {"sample_rate": privacy.sample_rate}  # DP: Poisson
-    stream = data.stream(batch_size=t.batch_size, seed=t.seed, rank=rank, world=world,
+    draws = t.seed if noise_seed is None else noise_seed.value  # DP: the Poisson draws' seed
+    stream = data.stream(batch_size=t.batch_size, seed=draws, rank=rank, world=world,
                          device=accelerator.device, **poisson)
     ctx = StepContext(accelerator, optimizers, schedulers, objective.nets, t.grad_clip,
                       privacy=privacy)
@@ -162,7 +167,7 @@ def train(cfg: RunConfig, *, data: TrainingData,
             _record_resume(run_dir, _provenance(cfg, accelerator, chosen))
             ckpt.truncate_metrics(run_dir / "metrics.jsonl", step)
     else:
-        torch.manual_seed(t.seed + 7919 * rank)  # each process draws its own noise
+        torch.manual_seed(draws + 7919 * rank)  # each process draws its own noise
 
     def checkpoint() -> None:
         trainer = {"step": step, "stream": stream.state_dict(), "log": log.state_dict()}
@@ -245,7 +250,7 @@ def train(cfg: RunConfig, *, data: TrainingData,
 
 def _fit_whole(cfg: RunConfig, objective: Any, data: TrainingData, out: str | Path | None,
                resume: str | Path | None, overwrite: bool, accelerator: Accelerator,
-               chosen: dict) -> TrainResult:
+               chosen: dict, noise_seed: Any = None) -> TrainResult:
     """An objective with `fit(data, privacy, seed)` (its own DP mechanism, not DP-SGD) is
     fitted before the run folder exists, so any refusal leaves nothing behind; then the
     model file, the privacy record and one sample grid are written."""
@@ -255,9 +260,12 @@ def _fit_whole(cfg: RunConfig, objective: Any, data: TrainingData, out: str | Pa
     if accelerator.num_processes > 1:
         raise ConfigError("this model is fitted in one pass on one process: drop --processes")
     t = cfg.train
-    record = objective.fit(data, cfg.privacy if cfg.privacy.enabled else None, t.seed)
+    seed = t.seed if noise_seed is None else noise_seed.value
+    record = objective.fit(data, cfg.privacy if cfg.privacy.enabled else None, seed)
     run_dir = _run_dir(cfg, out, None, overwrite, accelerator, chosen)
     if record is not None:
+        if noise_seed is not None:
+            record["assumptions"].append(noise_seed.assumption())
         _record(run_dir, "privacy", record)
     sampling = {k: objective.nets[k] for k in objective.sampling_nets}
     ckpt.save_model(run_dir / ckpt.MODEL_FILE, sampling, cfg, 0, objective.info)

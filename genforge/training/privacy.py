@@ -32,8 +32,12 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
+import secrets
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -81,7 +85,7 @@ class PrivateTraining:
                  hooks: dict[str, Any], records: int, unit: str, batch_size: int,
                  max_steps: int, noise_multiplier: float, fixed: dict[str, list[str]],
                  releases: Releases, preprocessing: list[dict[str, Any]],
-                 assumptions: list[str]) -> None:
+                 assumptions: list[str], noise_seed: NoiseSeed) -> None:
         from opacus.accountants import create_accountant
 
         self.cfg, self.private, self.public, self.hooks = cfg, private, public, hooks
@@ -93,6 +97,7 @@ class PrivateTraining:
         self.accountant = create_accountant(mechanism=cfg.accountant)
         self.optimizers: dict[str, Any] = {}
         self.releases, self.preprocessing = releases, preprocessing
+        self.noise_seed = noise_seed  # in the checkpoint only (state_dict), never the record
         self.assumptions = assumptions
         # the (epsilon, delta) of preprocessing come off the top; the Gaussian mechanisms get
         # the rest of delta (see the module docstring)
@@ -218,9 +223,11 @@ class PrivateTraining:
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-ready: the accountant's history, the releases, the noise multiplier in use."""
+        secret = self.noise_seed.source == SECRET_SEED
         return {"noise_multiplier": self.noise_multiplier, "accountant": self.cfg.accountant,
                 "history": [list(h) for h in self.accountant.history],
-                "releases": [list(h) for h in self.releases.history]}
+                "releases": [list(h) for h in self.releases.history],
+                "noise_seed": self.noise_seed.value if secret else None}
 
     def load_state_dict(self, state: dict[str, Any], *, step: int) -> None:
         """Continue a run: its noise multiplier and spent budget, refusing to overspend."""
@@ -243,8 +250,53 @@ class PrivateTraining:
                     "the max_steps the run started with or raise privacy.epsilon")
 
 
+SECRET_SEED = "secret"  # NoiseSeed.source of a seed from the secure source
+SEED_BITS = 42
+
+
+@dataclass(frozen=True)
+class NoiseSeed:
+    """The seed of a DP run's noise and where it came from (`source`: "secret",
+    "privacy.noise_seed", or "train.seed" for a run checkpointed before secret seeds)."""
+
+    value: int
+    source: str
+
+    def assumption(self) -> str:
+        """The sentence the guarantee rests on, for run.json, the report and the CLI."""
+        if self.source == SECRET_SEED:
+            return ("the noise and the random draws come from a seed drawn from the operating "
+                    "system's secure source, kept only in the run's checkpoint (state/): keep "
+                    "state/ as private as the data")
+        return (f"the noise and the random draws come from generators seeded by {self.source} "
+                f"(replayable, not a cryptographic source): the guarantee assumes that number "
+                "secret")
+
+
+def noise_seed(cfg: PrivacyConfig, resume: str | Path | None, train_seed: int) -> NoiseSeed:
+    """The seed of a DP run's noise: privacy.noise_seed if given; a resumed run's own (from its
+    checkpoint, so that releases made again and the steps ahead continue the same noise);
+    else a new one from the secure source."""
+    if cfg.noise_seed is not None:
+        return NoiseSeed(cfg.noise_seed, "privacy.noise_seed")
+    if resume is not None:
+        from genforge.training import checkpoint as ckpt
+
+        folder = ckpt.state_dir(Path(resume))
+        file = None if folder is None else folder / "trainer.json"
+        if file is not None and file.exists():
+            saved = json.loads(file.read_text()).get("privacy") or {}
+            if saved.get("noise_seed") is not None:
+                return NoiseSeed(int(saved["noise_seed"]), SECRET_SEED)
+            return NoiseSeed(train_seed, "train.seed")  # checkpointed before secret seeds
+    # 42 bits: the streams derive their generators' seeds as seed x 1,000,003 + k, which must
+    # stay within torch's 63; 4.4e12 seeds, each to be tried by replaying the whole training
+    return NoiseSeed(secrets.randbits(SEED_BITS), SECRET_SEED)
+
+
 def start(cfg: PrivacyConfig, objective: Any, data: Any, *, batch_size: int, max_steps: int,
-          grad_accum: int = 1, processes: int = 1, precision: str = "fp32", seed: int = 0,
+          grad_accum: int = 1, processes: int = 1, precision: str = "fp32",
+          seed: NoiseSeed | None = None,
           grad_clip: float | None = None) -> PrivateTraining:
     """Check the setting, hook the private nets (fixing layers if asked), make the objective's
     releases, solve sigma for what is left of the budget.
@@ -286,7 +338,8 @@ def start(cfg: PrivacyConfig, objective: Any, data: Any, *, batch_size: int, max
         hooks[name] = _attach(net)
     if hasattr(objective, "private"):
         objective.private = True  # e.g. a conditional GAN's generator stops reading real labels
-    releases = Releases(cfg, epsilon=gaussian_epsilon, delta=gaussian_delta, seed=seed)
+    seed = seed or NoiseSeed(0, "the default seed 0")
+    releases = Releases(cfg, epsilon=gaussian_epsilon, delta=gaussian_delta, seed=seed.value)
     if hasattr(objective, "release_statistics"):
         objective.release_statistics(data, releases.gaussian)  # e.g. CTGAN's category counts
     sigma = cfg.noise_multiplier
@@ -297,17 +350,18 @@ def start(cfg: PrivacyConfig, objective: Any, data: Any, *, batch_size: int, max
     return PrivateTraining(cfg, private=private, public=public, hooks=hooks, records=records,
                            unit=unit, batch_size=batch_size, max_steps=max_steps,
                            noise_multiplier=float(sigma), fixed=fixed, releases=releases,
-                           preprocessing=preprocessing,
-                           assumptions=_assumptions(data, batch_size / records, grad_clip))
+                           preprocessing=preprocessing, noise_seed=seed,
+                           assumptions=_assumptions(data, batch_size / records, grad_clip,
+                                                    seed))
 
 
-def _assumptions(data: Any, sample_rate: float, grad_clip: float | None) -> list[str]:
+def _assumptions(data: Any, sample_rate: float, grad_clip: float | None,
+                 seed: NoiseSeed) -> list[str]:
     """What the number rests on, in words, for run.json, the report and the CLI."""
     out = [f"Poisson sampling at rate q = {sample_rate:.4g} (each record joins each step "
            "independently)",
            "one record is one " + count_records(data)[1].removeprefix("one "),
-           "the noise and the Poisson draws come from torch's generator seeded by "
-           "train.seed (not a cryptographic one): the guarantee assumes the seed is secret",
+           seed.assumption(),
            "training losses and gradient norms, computed on the private records without "
            "noise, are neither logged nor plotted"]
     if grad_clip is not None:

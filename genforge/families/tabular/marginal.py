@@ -153,9 +153,8 @@ class MarginalObjective(TabularObjective):
                           "composition": "the measurements composed in zCDP and converted "
                                          "once; the preprocessing releases added by basic "
                                          "composition"},
-                "assumptions": ["public: the column names and kinds, and the number of rows",
-                                "noise from numpy's PCG64 generator (not a cryptographic "
-                                "source): the guarantee assumes its seed is kept secret"],
+                # the loop adds where the seed of numpy's PCG64 noise came from
+                "assumptions": ["public: the column names and kinds, and the number of rows"],
                 "mechanism": f"{c.kind.upper()} (noisy marginals, private-pgm)",
                 "accountant": "zCDP for the measurements (converted once, Canonne-Kamath-"
                               "Steinke 2020); basic composition with the preprocessing",
