@@ -114,8 +114,8 @@ def preset_folders() -> list[Path]:
 
 
 def presets() -> dict[str, Path]:
-    """Preset name -> YAML file, by listing the preset folders (a name found twice is an
-    error naming both files: a preset never silently shadows another)."""
+    """Preset name -> YAML file, by listing the preset folders, alphabetical (a name found
+    twice is an error naming both files: a preset never silently shadows another)."""
     found: dict[str, Path] = {}
     for folder in preset_folders():
         for path in sorted(folder.resolve().glob("*.yaml")):
@@ -123,7 +123,7 @@ def presets() -> dict[str, Path]:
                 raise ConfigError(f"preset {path.stem!r} is defined twice: {found[path.stem]} "
                                   f"and {path}")
             found[path.stem] = path
-    return found
+    return dict(sorted(found.items()))
 
 
 def sample_options() -> dict[str, Option]:
