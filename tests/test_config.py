@@ -229,3 +229,25 @@ def test_a_model_whose_modality_prints_streams_and_samples_one_by_default():
     assert knobs["n"].default == 1 and knobs["stream"].default is False
     assert knobs["repetition_penalty"].option.minimum == 0.01  # the server's floor
     assert knobs["max_new_tokens"].option.maximum == Limits().max_new_tokens
+
+
+def test_cli_flags_are_checked_by_their_option_before_a_model_is_loaded(tmp_path):
+    from typer.testing import CliRunner
+
+    from genforge.cli import app
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["complete", "--help"], env={"COLUMNS": "200"})
+    assert all(f"--{flag}" in shown.output for flag in ("method", "steps", "jump", "resample"))
+    for args, needle in [
+        (["complete", str(tmp_path), "--input", "x.npz", "--method", "bogus"],
+         "--method='bogus': allowed values are repaint, replace, optimize, iterate"),
+        (["complete", str(tmp_path), "--input", "x.npz", "--steps", "0"],
+         "--steps=0: must be >= 1"),
+        (["sample", str(tmp_path), "--top-p", "0"], "--top-p=0.0: must be > 0"),
+        (["sample", str(tmp_path), "--precision", "fp16"],
+         "precision='fp16': allowed values are auto, fp32, bf16"),
+    ]:
+        result = runner.invoke(app, args)  # tmp_path holds no run: checked before loading
+        assert result.exit_code == 2, result.output
+        assert result.output.strip() == f"error: {needle}"
