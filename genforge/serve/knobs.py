@@ -62,6 +62,7 @@ def cap_of(name: str, caps: Any) -> float | None:
             "length": caps.max_horizon, "prompt": caps.max_prompt}.get(name)
 
 
+# what serve.app imported from here; a model says both itself (no default, no name compared)
 def family_of(model: Any) -> str:
     return model.family
 
