@@ -25,14 +25,16 @@ class Option:
     exclusive_minimum: bool = False  # the minimum itself is refused (top_p 0, unlike temperature 0)
     default: Any = None  # used where the run's model config has no default (see default_field)
     default_field: str | None = None  # the model-config field holding a run's default
+    maximum_field: str | None = None  # a model-config field bounding it too (steps <= T)
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
-    def check(self, value: Any) -> Any:
-        """The value, or a ConfigError naming the option and what it takes."""
-        flag = self.flag
+    def check(self, value: Any, *, field: str | None = None) -> Any:
+        """The value, or a ConfigError naming the option and what it takes. `field`: how the
+        error names it (the CLI flag by default; the server names its JSON field)."""
+        flag = field or self.flag
         if self.type is list:
             items = [value] if isinstance(value, str) else value
             if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
@@ -59,9 +61,34 @@ class Option:
         value = getattr(model_config, field, None) if model_config is not None else None
         return self.default if value is None else value
 
+    def maximum_for(self, model_config: Any) -> float | None:
+        """The largest value a run takes: `maximum`, or less where `maximum_field` says."""
+        bound = getattr(model_config, self.maximum_field, None) if self.maximum_field else None
+        if bound is None:
+            return self.maximum
+        return bound if self.maximum is None else min(self.maximum, bound)
+
     def describe(self) -> dict[str, Any]:
         """Plain facts for an API listing (types, ranges, choices)."""
         return {"name": self.name, "type": self.type.__name__, "help": self.help,
                 "minimum": self.minimum, "maximum": self.maximum,
                 "exclusive_minimum": self.exclusive_minimum, "choices": list(self.choices),
                 "default": self.default}
+
+
+def union(declared: list[Option]) -> Option:
+    """One option for several families' options of one name, all of one type (the CLI's
+    flag, the server's request field): their helps joined, the widest range, every choice.
+    Each family checks its own declaration once the model is known (FamilySpec.check_options)."""
+    first = declared[0]
+    lows = [o.minimum for o in declared]
+    highs = [o.maximum for o in declared]
+    low = None if None in lows else min(lows)
+    helps = list(dict.fromkeys(o.help for o in declared))
+    choices = () if any(not o.choices for o in declared) else \
+        tuple(dict.fromkeys(c for o in declared for c in o.choices))
+    return Option(first.name, first.type, " ".join(helps), low,
+                  None if None in highs else max(highs), choices,
+                  exclusive_minimum=all(o.exclusive_minimum for o in declared
+                                        if o.minimum == low),
+                  default=first.default, default_field=first.default_field)

@@ -31,9 +31,9 @@ from genforge.config import (
     suggest,
 )
 from genforge.errors import ConfigError
-from genforge.families.spec import FamilySpec
+from genforge.families.spec import FamilySpec, Verb
 from genforge.modalities.base import Modality
-from genforge.options import Option
+from genforge.options import Option, union
 
 PRESET_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULT_PRESET = "mnist-dcgan"
@@ -75,19 +75,19 @@ def _by_name(items: list[tuple[str, Any]], kind: type, what: str) -> dict[str, A
             raise ConfigError(f"{what} {item.name!r} is defined twice: {where[item.name]} and "
                               f"{origin}")
         table[item.name], where[item.name] = item, origin
-    return table
+    return dict(sorted(table.items()))  # alphabetical, plug-ins among genforge's own
 
 
 @functools.cache
 def families() -> dict[str, FamilySpec]:
-    """Every family: genforge's own, then those of installed plug-ins."""
+    """Every family, genforge's own and installed plug-ins', by name."""
     return _by_name(_builtins("genforge.families", "FAMILY") + _plugins(FAMILY_GROUP),
                     FamilySpec, "family")
 
 
 @functools.cache
 def modalities() -> dict[str, Modality]:
-    """Every modality: genforge's own, then those of installed plug-ins."""
+    """Every modality, genforge's own and installed plug-ins', by name."""
     return _by_name(_builtins("genforge.modalities", "MODALITY") + _plugins(MODALITY_GROUP),
                     Modality, "modality")
 
@@ -114,8 +114,8 @@ def preset_folders() -> list[Path]:
 
 
 def presets() -> dict[str, Path]:
-    """Preset name -> YAML file, by listing the preset folders (a name found twice is an
-    error naming both files: a preset never silently shadows another)."""
+    """Preset name -> YAML file, by listing the preset folders, alphabetical (a name found
+    twice is an error naming both files: a preset never silently shadows another)."""
     found: dict[str, Path] = {}
     for folder in preset_folders():
         for path in sorted(folder.resolve().glob("*.yaml")):
@@ -123,22 +123,33 @@ def presets() -> dict[str, Path]:
                 raise ConfigError(f"preset {path.stem!r} is defined twice: {found[path.stem]} "
                                   f"and {path}")
             found[path.stem] = path
-    return found
+    return dict(sorted(found.items()))
 
 
 def sample_options() -> dict[str, Option]:
     """Every family's sample options by name: the CLI's `sample` flags and the server's
-    request fields. Families that share a name must agree on its type."""
-    table: dict[str, Option] = {}
+    request fields (genforge.options.union where families share a name)."""
+    return _options("sample")
+
+
+def complete_options() -> dict[str, Option]:
+    """Every family's complete options by name: the CLI's `complete` flags and the fields of
+    the server's complete requests."""
+    return _options("complete")
+
+
+def _options(verb: Verb) -> dict[str, Option]:
+    declared: dict[str, list[tuple[str, Option]]] = {}
     for spec in families().values():
-        for option in spec.sample_options:
-            seen = table.get(option.name)
-            if seen is not None and seen.type is not option.type:
-                raise ConfigError(f"option {option.name!r}: {spec.name} declares it "
-                                  f"{option.type.__name__}, another family "
-                                  f"{seen.type.__name__}")
-            table.setdefault(option.name, option)
-    return table
+        for option in spec.options(verb):
+            declared.setdefault(option.name, []).append((spec.name, option))
+    for name, found in declared.items():
+        (family, first), *rest = found
+        for other_family, other in rest:
+            if other.type is not first.type:
+                raise ConfigError(f"option {name!r}: {other_family} declares it "
+                                  f"{other.type.__name__}, {family} {first.type.__name__}")
+    return {name: union([o for _, o in found]) for name, found in declared.items()}
 
 
 def reload() -> None:
@@ -148,9 +159,9 @@ def reload() -> None:
 
 
 def __getattr__(name: str) -> Any:
-    """FAMILIES, MODALITIES, PRESETS and SAMPLE_OPTIONS, as the tables they were."""
+    """FAMILIES, MODALITIES, PRESETS, SAMPLE_OPTIONS and COMPLETE_OPTIONS, as tables."""
     tables = {"FAMILIES": families, "MODALITIES": modalities, "PRESETS": presets,
-              "SAMPLE_OPTIONS": sample_options}
+              "SAMPLE_OPTIONS": sample_options, "COMPLETE_OPTIONS": complete_options}
     if name in tables:
         return tables[name]()
     raise AttributeError(f"module 'genforge.registry' has no attribute {name!r}")

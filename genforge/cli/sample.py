@@ -1,8 +1,9 @@
 """`genforge sample` and `genforge complete`: thin adapters over GenerativeModel.
 
-The family-specific flags of `sample` are made from genforge.registry.SAMPLE_OPTIONS, the
-same definitions the server's request fields come from; a flag is passed on only when given,
-and a family that does not take it refuses it in one line.
+The family-specific flags of `sample` and `complete` are made from the options the families
+declare (genforge.registry.sample_options, complete_options), the same definitions the
+server's request fields come from; a flag is checked by its option and passed on only when
+given, and a family that does not take it refuses it in one line.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import typer
 
 from genforge.cli.common import user_errors
 from genforge.errors import ConfigError
-from genforge.registry import SAMPLE_OPTIONS
+from genforge.options import Option
+from genforge.registry import SAMPLE_OPTIONS, complete_options, sample_options
 
 
 def sample(run: str, n: int | None, seed: int, label: int | None, out: str | None,
@@ -101,52 +103,75 @@ def _print_piece(text: str) -> None:
     sys.stdout.flush()
 
 
-def _with_option_flags(fn: Any) -> Any:
-    """Give `fn` typer parameters: the common ones, then one per SAMPLE_OPTIONS entry."""
-    common = [
-        ("run", Annotated[str, typer.Argument(help="Run folder (or a transformers folder).")],
-         inspect.Parameter.empty),
-        ("n", Annotated[int | None, typer.Option(help="Number of samples (the modality's "
-                                                      "default: 64 images, 1 text).")], None),
-        ("seed", Annotated[int, typer.Option(help="Random seed.")], 0),
-        ("label", Annotated[int | None, typer.Option(help="Class label (conditional "
-                                                          "models).")], None),
-        ("out", Annotated[str | None, typer.Option(help="A .png grid or an .npz; text: .txt, "
-                                                        ".jsonl or - (the terminal); series: "
-                                                        ".csv or .npz.")], None),
-        ("nrow", Annotated[int | None, typer.Option(help="Images per grid row.")], None),
-        ("device", Annotated[str, typer.Option(help="cpu or cuda.")], "cpu"),
-        ("precision", Annotated[str, typer.Option(
-            help="auto (bf16 where the hardware has it, else fp32), fp32 or bf16.")], "auto"),
-        ("stream", Annotated[bool, typer.Option(help="Text: print tokens as they come.")],
-         False),
-        ("watermark", Annotated[bool, typer.Option(
-            "--watermark", help="Add an invisible keyed watermark (images, text); key: the "
-            "run's labelling.key or GENFORGE_WATERMARK_KEY.")], False),
-        ("no_provenance", Annotated[bool, typer.Option(
-            "--no-provenance", help="Write no provenance record (on by default).")], False),
-    ]
-    params = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=hint,
-                                default=default) for name, hint, default in common]
-    for option in SAMPLE_OPTIONS.values():
-        kind = list[str] if option.type is list else option.type
-        hint = Annotated[kind | None, typer.Option(help=option.help)]
-        params.append(inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY,
-                                        annotation=hint, default=None))
-
-    def command(**kwargs: Any) -> None:
-        fn(**kwargs)
-
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__doc__ = fn.__doc__
-    command.__name__ = fn.__name__
-    return command
+SAMPLE_FLAGS = [  # `sample`'s flags besides its family options
+    ("run", Annotated[str, typer.Argument(help="Run folder (or a transformers folder).")],
+     inspect.Parameter.empty),
+    ("n", Annotated[int | None, typer.Option(help="Number of samples (the modality's "
+                                                  "default: 64 images, 1 text).")], None),
+    ("seed", Annotated[int, typer.Option(help="Random seed.")], 0),
+    ("label", Annotated[int | None, typer.Option(help="Class label (conditional "
+                                                      "models).")], None),
+    ("out", Annotated[str | None, typer.Option(help="A .png grid or an .npz; text: .txt, "
+                                                    ".jsonl or - (the terminal); series: "
+                                                    ".csv or .npz.")], None),
+    ("nrow", Annotated[int | None, typer.Option(help="Images per grid row.")], None),
+    ("device", Annotated[str, typer.Option(help="cpu or cuda.")], "cpu"),
+    ("precision", Annotated[str, typer.Option(
+        help="auto (bf16 where the hardware has it, else fp32), fp32 or bf16.")], "auto"),
+    ("stream", Annotated[bool, typer.Option(help="Text: print tokens as they come.")],
+     False),
+    ("watermark", Annotated[bool, typer.Option(
+        "--watermark", help="Add an invisible keyed watermark (images, text); key: the "
+        "run's labelling.key or GENFORGE_WATERMARK_KEY.")], False),
+    ("no_provenance", Annotated[bool, typer.Option(
+        "--no-provenance", help="Write no provenance record (on by default).")], False),
+]
 
 
-sample_command = _with_option_flags(sample)
+def _with_option_flags(options: dict[str, Option],
+                       flags: list[tuple[str, Any, Any]] | None = None) -> Any:
+    """Give a command typer parameters: `flags` (default: the command's own parameters),
+    then one per option of `options` (the registry's sample or complete options, the same
+    the server's request fields come from). Given options are checked by their Option, and
+    --precision by genforge.runtime.precision, before the command runs."""
+
+    def wrap(fn: Any) -> Any:
+        own = [p for p in inspect.signature(fn, eval_str=True).parameters.values()
+               if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        params = own if flags is None else [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=hint,
+                              default=default) for name, hint, default in flags]
+        params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params]
+        for option in options.values():
+            kind = list[str] if option.type is list else option.type
+            hint = Annotated[kind | None, typer.Option(help=option.help)]
+            params.append(inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY,
+                                            annotation=hint, default=None))
+
+        def command(**kwargs: Any) -> None:
+            with user_errors():
+                for name, value in kwargs.items():
+                    if name in options and value is not None:
+                        kwargs[name] = options[name].check(value)
+                if "precision" in kwargs:  # its one check, before a model is loaded
+                    from genforge.runtime.precision import choose_precision
+
+                    choose_precision(kwargs["precision"], kwargs.get("device", "cpu"))
+            fn(**kwargs)
+
+        command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        command.__annotations__ = {p.name: p.annotation for p in params}
+        command.__doc__ = fn.__doc__
+        command.__name__ = fn.__name__
+        return command
+
+    return wrap
 
 
+sample_command = _with_option_flags(sample_options(), SAMPLE_FLAGS)(sample)
+
+
+@_with_option_flags(complete_options())
 def complete(
     run: Annotated[str, typer.Argument(help="Run folder.")],
     input: Annotated[str, typer.Option(help=".npz/.npy/.png images, or DATASET:SPLIT; tables: "
@@ -156,18 +181,12 @@ def complete(
     out: Annotated[str, typer.Option(help="A .png grid or an .npz.")] = "filled.png",
     n: Annotated[int, typer.Option(help="Images to take from DATASET:SPLIT.")] = 16,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    method: Annotated[str | None, typer.Option(
-        help="VAE: optimize or iterate; diffusion: repaint or replace.")] = None,
-    steps: Annotated[int | None, typer.Option(
-        help="VAE: iterations; diffusion: noise levels.")] = None,
-    jump: Annotated[int | None, typer.Option(help="Diffusion repaint: levels per jump.")] = None,
-    resample: Annotated[int | None, typer.Option(
-        help="Diffusion repaint: resampling rounds per jump.")] = None,
     show_input: Annotated[bool, typer.Option(help="Rows of original, masked, filled.")] = False,
     no_provenance: Annotated[bool, typer.Option(
         "--no-provenance", help="Write no provenance record (on by default).")] = False,
     precision: Annotated[str, typer.Option(
         help="auto (bf16 where the hardware has it, else fp32), fp32 or bf16.")] = "auto",
+    **given: Any,  # the family options (genforge.registry.complete_options), one flag each
 ):
     """Fill in the masked pixels of images: a VAE optimises or iterates its latent, a diffusion
     model keeps the known pixels at every noise level (RePaint resampling by default)."""
@@ -183,7 +202,6 @@ def complete(
         return
     with user_errors():
         images, labels = _read_input(input, n)
-        given = {"method": method, "steps": steps, "jump": jump, "resample": resample}
         options = {k: v for k, v in given.items() if v is not None}
         label = labels if model.num_classes and labels is not None else None
         filled = model.complete(images, mask, seed=seed, label=label, **options)

@@ -12,11 +12,13 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from genforge.config import RunConfig
 from genforge.errors import ConfigError
 from genforge.options import Option
+
+Verb = Literal["sample", "complete"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,10 @@ class FamilySpec:
     can_complete: bool = False
     complete_options: tuple[Option, ...] = ()
     presets: Path | None = None  # a folder of preset YAML files that come with the family
+    # True: the family's kinds take different sample options, and every objective names the
+    # ones its kind takes in its `sample_options` attribute (a tuple of names; tabular: only
+    # TabDDPM takes a temperature)
+    options_by_kind: bool = False
 
     def build(self, model_cfg: Any, data_info: dict[str, Any]) -> Any:
         module, _, name = self.objective.partition(":")
@@ -50,5 +56,25 @@ class FamilySpec:
         if check is not None:
             check(info)
 
-    def options(self) -> list[Option]:
-        return list(self.sample_options)
+    def options(self, verb: Verb = "sample", objective: Any = None) -> list[Option]:
+        """The options `verb` takes; with a built `objective`, only those its kind takes."""
+        declared = self.sample_options if verb == "sample" else self.complete_options
+        if verb == "sample" and self.options_by_kind and objective is not None:
+            return [o for o in declared if o.name in objective.sample_options]
+        return list(declared)
+
+    def option(self, name: str, verb: Verb = "sample") -> Option | None:
+        """The option `name` of `verb`, or None where this family does not declare it."""
+        return next((o for o in self.options(verb) if o.name == name), None)
+
+    def check_options(self, verb: Verb, given: dict[str, Any],
+                      objective: Any = None) -> dict[str, Any]:
+        """`given` with each value checked by its option; an option this family (or the
+        objective's kind) does not take is refused in one line naming what it takes."""
+        table = {o.name: o for o in self.options(verb, objective)}
+        unknown = [name for name in given if name not in table]
+        if unknown:
+            names = ", ".join("--" + u.replace("_", "-") for u in sorted(unknown))
+            takes = f"; they take {', '.join(sorted(table))}" if table else ""
+            raise ConfigError(f"{names} does not apply to {self.name} models{takes}")
+        return {name: table[name].check(value) for name, value in given.items()}

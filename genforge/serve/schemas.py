@@ -8,6 +8,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from genforge.options import Option
+from genforge.registry import complete_options, sample_options
+from genforge.serve.knobs import cap_of, floor_of
+
 MODEL_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"  # never a path: no slash, no leading dot
 MASK = r"^(bottom-half|top-half|left-half|right-half|center|random:0?\.[0-9]{1,4})$"
 
@@ -18,7 +22,8 @@ class Limits:
 
     max_n: int = 64  # samples per request
     max_new_tokens: int = 512
-    max_steps: int = 250  # diffusion steps, VAE completion steps
+    max_steps: int = 250  # diffusion steps, VAE completion steps (and RePaint's jump)
+    max_resample: int = 10  # RePaint rounds per jump: each multiplies the network calls
     max_horizon: int = 1000  # series steps
     max_prompt: int = 4000  # characters
     max_body: int = 4 * 2**20  # bytes of a request body
@@ -49,7 +54,7 @@ def request_classes(ids: list[str], limits: Limits) -> tuple[type[BaseModel], ty
                 Field(None, description="images: png (a grid), json (base64 PNGs), array; "
                       "text: json; series and tables: csv or json")),
         stream=(bool | None, Field(None, description="text: server-sent events, token by token")),
-        **option_fields(limits),
+        **option_fields(sample_options(), limits),
     )
     complete = create_model(
         "CompleteRequest", __config__=common["model_config"],
@@ -63,20 +68,16 @@ def request_classes(ids: list[str], limits: Limits) -> tuple[type[BaseModel], ty
                                       description="base64 PNG; white (>= 128) = missing")),
         seed=seed, label=label,
         format=(Literal["png", "json"] | None, None),
-        method=(str | None, Field(None, max_length=16)),
-        steps=(int | None, Field(None, ge=1, le=limits.max_steps)),
+        **option_fields(complete_options(), limits),
     )
     return generate, complete
 
 
-def option_fields(limits: Limits) -> dict[str, Any]:
-    """One optional request field per sampling option of the registry (the CLI's flags come
-    from the same table), bounded by the option's range and the server's caps."""
-    from genforge.registry import SAMPLE_OPTIONS
-    from genforge.serve.knobs import cap_of, floor_of
-
+def option_fields(options: dict[str, Option], limits: Limits) -> dict[str, Any]:
+    """One optional request field per option of the registry (the CLI's flags come from the
+    same table), bounded by the option's range and the server's caps."""
     fields: dict[str, Any] = {}
-    for o in SAMPLE_OPTIONS.values():
+    for o in options.values():
         bounds: dict[str, Any] = {}
         if o.type in (int, float):
             if floor_of(o.name) is not None:

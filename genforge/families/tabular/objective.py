@@ -36,7 +36,9 @@ class TabularObjective:
     """Base class; subclasses set `nets`, `sampling_nets` and implement `_generate`."""
 
     learned_conditioning = True  # `_generate(m, cond)` samples from p(rows | cond) itself
-    sample_options = ("where",)  # of the family's; TabDDPM takes a temperature too
+    # the family's sample options this kind takes (the spec's options_by_kind): every kind
+    # declares them; TabDDPM takes a temperature too
+    sample_options: tuple[str, ...] = ("where",)
 
     default_out = "samples.csv"
     default_n = 1000

@@ -19,5 +19,6 @@ FAMILY = FamilySpec(
         Option("temperature", float, "Tables (tabddpm): below 1 sharpens the categorical "
                "columns (> 0).", 0.0, 100.0),
     ),
+    options_by_kind=True,  # TabularObjective.sample_options: only TabDDPM takes a temperature
     can_complete=True,  # the empty cells of rows; no options of its own
 )
