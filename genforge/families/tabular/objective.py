@@ -37,6 +37,10 @@ class TabularObjective:
 
     learned_conditioning = True  # `_generate(m, cond)` samples from p(rows | cond) itself
     sample_options = ("where",)  # of the family's; TabDDPM takes a temperature too
+    # what sampling offers (genforge.inference.sampler): rows chunk by chunk, imputation
+    capabilities = frozenset({"sample", "chunks", "complete_rows"})
+    sample_keywords = ()
+    complete_keywords = ()
 
     default_out = "samples.csv"
     default_n = 1000
