@@ -9,7 +9,8 @@
 
 The API alone builds a `GenerativeModel`: from a run folder, or from the parts a family's
 loader returns for an outside format (a transformers folder). What a model's samples are and
-how they are written follows its modality (genforge.modalities.base).
+how they are written follows its modality (genforge.modalities.base); what it can do at
+sampling time, its objective's declaration (`model.can(...)`, genforge.inference.sampler).
 """
 
 from __future__ import annotations
@@ -69,11 +70,12 @@ class GenerativeModel:
         self.config, self.objective, self.data_info = cfg, objective, data_info
         self.step, self.path = step, path
         self.family = family or cfg.family
-        self.modality = modality or (cfg.modality if cfg and cfg.modality else
-                                     data_info.get("kind", "images"))
-        # the two objects the engines ask, instead of comparing names
-        self.modality_spec = get_modality(self.modality)
+        # the two objects the engines ask, instead of comparing names; a run's modality is its
+        # config's, else its data's kind, else its family's first (image runs wrote no kind)
         self.family_spec = FAMILIES[self.family]
+        self.modality = modality or (cfg.modality if cfg and cfg.modality else
+                                     data_info.get("kind", self.family_spec.modalities[0]))
+        self.modality_spec = get_modality(self.modality)
         self.output = self.modality_spec.make_output()
         self.capabilities = declared(objective)  # what sampling offers (inference.sampler)
         # what sample, complete and their kin compute in when a call does not say: auto

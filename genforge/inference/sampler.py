@@ -48,6 +48,8 @@ class Sampler(Protocol):
     nets: dict[str, Any]  # name -> torch.nn.Module
     sample_keywords: tuple[str, ...]  # keywords of `sample` besides the family's options
     complete_keywords: tuple[str, ...]  # the same for `complete` (where declared)
+    # optional, read with defaults: num_classes (0: not conditional), tokenizer (text), and
+    # sample_options (names: the family's options this kind takes, where kinds differ)
 
     def sample(self, n: int, *, seed: int, condition: Any = None, **options: Any) -> Any: ...
 
