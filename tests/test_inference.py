@@ -93,6 +93,8 @@ def test_an_unknown_capability_is_refused():
 
     with pytest.raises(ConfigError, match="unknown \\['teleport'\\]"):
         declared(Odd())
+    with pytest.raises(ConfigError, match="declares no `capabilities`"):
+        declared(object())
 
 
 def test_options_are_refused_by_the_declarations_with_the_old_messages():

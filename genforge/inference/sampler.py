@@ -56,6 +56,9 @@ class Sampler(Protocol):
 
 def declared(objective: Any) -> frozenset[str]:
     """The capabilities `objective` declares, checked against the vocabulary."""
+    if not hasattr(type(objective), "capabilities"):  # a plug-in family written before them
+        raise ConfigError(f"{type(objective).__name__}: declares no `capabilities` (a "
+                          "frozenset of genforge.inference.sampler.CAPABILITIES)")
     words = frozenset(type(objective).capabilities)
     unknown = sorted(words - set(CAPABILITIES))
     if unknown:
