@@ -94,15 +94,15 @@ def child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     import torch.nn.functional as F
 
-    from genforge.api import _check_model_memory
     from genforge.registry import FAMILIES, get_modality, load_config
+    from genforge.runs import check_model_memory
     from genforge.training.loop import train
 
     cfg = load_config("shakespeare-char", overrides(args.child, args))
     spec = FAMILIES[cfg.family]  # what genforge.api.train does, with the stream wrapped below
     data = get_modality(spec.modalities[0]).load(cfg.data)
     spec.check_data(cfg, data.info())
-    _check_model_memory(spec, cfg, data.info())
+    check_model_memory(spec, cfg, data.info())
     built = {}
     g = torch.Generator().manual_seed(1337)
     T, B = args.block_size, args.batch_size

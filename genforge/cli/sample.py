@@ -230,7 +230,7 @@ def _complete_rows(model: Any, input: str, out: str, seed: int, no_provenance: b
 def _read_input(spec: str, n: int):
     import numpy as np
 
-    from genforge.api import read_images
+    from genforge.modalities.images.inputs import read_images
 
     if not Path(spec).exists() and ":" in spec and "/" not in spec:
         from genforge.config import DataConfig

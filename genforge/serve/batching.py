@@ -65,10 +65,10 @@ class Job:
     cancelled: bool = False
     queued: float = field(default_factory=time.perf_counter)
 
-    def key(self, text: bool, merges: bool) -> Hashable:
+    def key(self, seeded_alone: bool, merges: bool) -> Hashable:
         options = tuple(sorted((k, _frozen(v)) for k, v in self.options.items()))
         seeded = self.seed is not None
-        if self.call is not None or (seeded and text):
+        if self.call is not None or (seeded and seeded_alone):
             return ("alone", id(self))
         return (options, self.label is None, seeded and not merges)
 
@@ -94,11 +94,13 @@ class Batcher:
         self.model, self.max_batch, self.max_wait = model, max_batch, max_wait_ms / 1000
         self.enabled, self.max_queue, self.chunk = enabled, max_queue, chunk
         self.observe = observe  # (requests, samples) of each forward pass, for the metrics
-        self.text = getattr(model, "modality", None) == "text" or \
-            model.data_info.get("kind") == "text"
-        self.merges = not self.text and bool(getattr(model, "merges_requests", False))
-        # requests join sessions of their options between steps (images, unseeded text)
-        self.stepwise = self.merges or (self.text and bool(getattr(model, "has_sessions", False)))
+        # what the model declares (genforge.inference.sampler): per-request noise ("merge":
+        # a seeded request is exact in any company), sessions that requests join between
+        # steps (images, text)
+        self.merges = model.merges_requests
+        self.stepwise = self.merges or model.has_sessions
+        # sessions whose rows share one generator (text): a seeded request runs on its own
+        self.seeded_alone = self.stepwise and not self.merges
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._backlog: collections.deque[Job] = collections.deque()  # taken, not yet joined
         self._recent: collections.deque[int] = collections.deque(maxlen=3)  # requests a pass
@@ -149,7 +151,7 @@ class Batcher:
             groups: dict[Hashable, list[Job]] = {}
             for job in jobs:
                 if not job.cancelled:
-                    groups.setdefault(job.key(self.text, self.merges), []).append(job)
+                    groups.setdefault(job.key(self.seeded_alone, self.merges), []).append(job)
             start = time.perf_counter()
             for group in groups.values():
                 self._run(group)
@@ -219,7 +221,7 @@ class Batcher:
             if job.cancelled:
                 backlog.popleft()
                 continue
-            if job.call is not None or (self.text and job.seed is not None):
+            if job.call is not None or (self.seeded_alone and job.seed is not None):
                 backlog.popleft()  # a streamed or seeded text: on its own, between steps
                 self._run([job])
                 continue

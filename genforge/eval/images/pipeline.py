@@ -122,7 +122,7 @@ def _subset(images: torch.Tensor, labels: torch.Tensor | None, n: int,
 
 def image_set(spec: str, n: int, seed: int, data_root: str | None, role: str) -> ImageSet:
     """DATASET[:SPLIT] (default split test) or an image file (.npz, .npy, .png)."""
-    from genforge.api import read_images
+    from genforge.modalities.images.inputs import read_images
 
     if Path(spec).exists() or Path(spec).suffix in (".npz", ".npy", ".png"):
         array, _ = read_images(spec)  # (N, C, H, W) uint8

@@ -41,6 +41,10 @@ class ARObjective:
     """A causal LM and its tokenizer; `nets['lm']` is a transformers PreTrainedModel."""
 
     sampling_nets = ("lm",)
+    # what sampling offers (genforge.inference.sampler): token-by-token sessions, streamed
+    # text, logits processors (the watermark), log-probabilities
+    capabilities = frozenset({"sample", "step", "stream", "logits", "token_logprobs"})
+    sample_keywords = ()
 
     def __init__(self, cfg: ARConfig, data_info: dict[str, Any]) -> None:
         self.cfg = cfg

@@ -161,8 +161,12 @@ class TextSession:
         ids = encode_prompt(self.tokenizer, prompt)
         return len(ids) + self.options.max_new_tokens <= self.context
 
-    def add(self, ticket: int, n: int, prompt: str | None = None) -> None:
-        """n texts continuing `prompt` (the model's own if None), answered under `ticket`."""
+    def add(self, ticket: int, n: int, prompt: str | None = None, *, seed: int | None = None,
+            condition: torch.Tensor | None = None) -> None:
+        """n texts continuing `prompt` (the model's own if None), answered under `ticket`.
+        `seed` and `condition` are not used: rows draw from the session's generator, and a
+        text model takes no labels (genforge.inference.session calls every family's session
+        alike)."""
         prompt = self.prompt if prompt is None else prompt
         ids = encode_prompt(self.tokenizer, prompt)
         if len(ids) + self.options.max_new_tokens > self.context:

@@ -44,6 +44,11 @@ from genforge.training.contract import Batch, StepContext, bare
 
 class DiffusionObjective:
     sampling_nets = ("unet",)
+    # what sampling offers (genforge.inference.sampler): per-request noise, a reverse chain
+    # that requests join between steps, inpainting
+    capabilities = frozenset({"sample", "merge", "step", "complete"})
+    sample_keywords = ("precision", "progress", "batch_size")
+    complete_keywords = ("eta", "guidance", "precision", "progress", "batch_size")
 
     def __init__(self, cfg: DiffusionConfig, data_info: dict[str, Any]) -> None:
         self.cfg = cfg
@@ -308,7 +313,13 @@ class DiffusionSession:
     def rows(self) -> int:
         return self.chain.rows
 
-    def add(self, ticket: int, seed: int, n: int, condition: torch.Tensor | None) -> None:
+    def fits(self, **own: Any) -> bool:
+        """Every request fits a chain (a text session may refuse a long prompt)."""
+        return True
+
+    def add(self, ticket: int, n: int, seed: int, condition: torch.Tensor | None,
+            **own: Any) -> None:
+        """n images from generator `seed`; `own` (a request's prompt) means nothing here."""
         g = torch.Generator(device="cpu").manual_seed(seed)
         self.objective._join(self.chain, ticket, g, n, condition)
 

@@ -23,6 +23,9 @@ from genforge.training.contract import Batch, StepContext, bare
 
 class GANObjective:
     sampling_nets = ("generator",)
+    # what sampling offers (genforge.inference.sampler): per-request noise
+    capabilities = frozenset({"sample", "merge"})
+    sample_keywords = ("batch_size",)
     # DP-SGD: only the discriminator reads real images, so only it is privatised; the generator
     # learns through the private discriminator (post-processing). Under privacy a conditional
     # generator draws its labels at random instead of taking the real batch's, and makes

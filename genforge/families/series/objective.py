@@ -33,6 +33,8 @@ CALIBRATION_PATHS, CALIBRATION_SEED = 200, 12345
 
 class SeriesObjective:
     sampling_nets = ("net",)
+    capabilities = frozenset({"sample"})  # genforge.inference.sampler
+    sample_keywords = ("history",)  # the past the paths continue (Python callers, eval)
 
     def __init__(self, cfg: SeriesConfig, data_info: dict[str, Any]) -> None:
         self.cfg, self.info = cfg, data_info

@@ -39,6 +39,10 @@ class TabularObjective:
     # the family's sample options this kind takes (the spec's options_by_kind): every kind
     # declares them; TabDDPM takes a temperature too
     sample_options: tuple[str, ...] = ("where",)
+    # what sampling offers (genforge.inference.sampler): rows chunk by chunk, imputation
+    capabilities = frozenset({"sample", "chunks", "complete_rows"})
+    sample_keywords = ()
+    complete_keywords = ()
 
     default_out = "samples.csv"
     default_n = 1000

@@ -26,6 +26,10 @@ LOG_2PI = math.log(2 * math.pi)
 
 class VAEObjective:
     sampling_nets = ("vae",)
+    # what sampling offers (genforge.inference.sampler): per-request noise, inpainting
+    capabilities = frozenset({"sample", "merge", "complete"})
+    sample_keywords = ("batch_size",)
+    complete_keywords = ()
 
     def __init__(self, cfg: VAEConfig, data_info: dict[str, Any]) -> None:
         self.cfg = cfg
