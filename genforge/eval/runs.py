@@ -2,14 +2,13 @@
 
     lines, paths = evaluate_run("runs/dcgan1", EvalOptions(n=10000))
 
-Each modality's evaluator (EVALUATORS) gets the loaded model through the public API and
-writes metrics.json + report.html; it returns summary lines for the CLI to show. A new
-modality adds one function here and its metrics module beside this one.
+Each modality's evaluator (its Modality object's `evaluator`, "module:function") gets the
+loaded model through the public API and writes metrics.json + report.html; it returns summary
+lines for the CLI to show. A new modality names its function in its Modality object.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,10 @@ from genforge.api import GenerativeModel, load
 from genforge.errors import ConfigError
 from genforge.eval.images.pipeline import EvalOptions
 from genforge.eval.privacy import add_privacy
+from genforge.modalities.base import resolve
 
 IMAGE_SUMMARY = (("fid", "FID"), ("kid", "KID"), ("precision", "precision"),
                  ("recall", "recall"), ("density", "density"), ("coverage", "coverage"))
-
-EVALUATORS: dict[str, str] = {
-    "images": "genforge.eval.runs:evaluate_images",
-    "text": "genforge.eval.runs:evaluate_text_run",
-    "series": "genforge.eval.runs:evaluate_series_run",
-    "tables": "genforge.eval.tables.evaluate:evaluate_tables_run",
-    "audio": "genforge.eval.runs:evaluate_audio_run",
-}
 
 
 def default_out(run: str | None, fake: str | None) -> str:
@@ -43,10 +35,9 @@ def evaluate_run(run: str, options: EvalOptions, out: str | None = None,
     """Evaluate the run folder `run` by its modality; (summary lines, written paths)."""
     model = load(run)
     model.precision = options.precision  # the samples are made in the precision recorded
-    if model.modality not in EVALUATORS:
+    if model.modality_spec.evaluator is None:
         raise ConfigError(f"{run}: no evaluation for {model.modality} models yet")
-    module, _, name = EVALUATORS[model.modality].partition(":")
-    evaluator = getattr(importlib.import_module(module), name)
+    evaluator = resolve(model.modality_spec.evaluator)
     lines, paths = evaluator(model, options, out or default_out(run, None), n_given)
     return lines + add_privacy(run, paths), paths  # a DP-SGD run's guarantee, any modality
 

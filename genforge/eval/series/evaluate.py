@@ -30,6 +30,7 @@ from genforge.eval.series.scores import (  # also used by series_rolling and the
     mase,
     seasonal_naive,
 )
+from genforge.modalities.series.spec import MODALITY as SERIES
 from genforge.version import __version__
 
 
@@ -43,7 +44,7 @@ def evaluate_series(model_or_run: Any, *, n_paths: int = 200, seed: int = 0,
     model = load(model_or_run, device=device) \
         if isinstance(model_or_run, str | Path) else model_or_run
     info = model.data_info
-    if model.modality != "series":
+    if model.modality != SERIES.name:
         raise ValueError(f"{model.path}: not a time series model")
     values = np.asarray(info["history"], np.float64)  # (N, D)
     past, future = values[: info["train_rows"]], values[info["train_rows"] :]

@@ -28,6 +28,7 @@ import torch
 
 from genforge.config import ConfigError
 from genforge.errors import DataError
+from genforge.modalities.text.spec import MODALITY as TEXT
 from genforge.version import __version__
 
 COPY_N = 8
@@ -51,7 +52,7 @@ def evaluate_text(model_or_run: Any, *, text: str | Path | None = None,
 
     model = load(model_or_run, device=device) \
         if isinstance(model_or_run, str | Path) else model_or_run
-    if model.modality != "text":
+    if model.modality != TEXT.name:
         raise ConfigError(f"{model.path}: not a text model; use genforge eval for images")
     tokenizer = model.tokenizer
     held_out, train, source = _token_sets(model, tokenizer, text, reference, data_root)
