@@ -42,7 +42,6 @@ from genforge.serve.metrics import CONTENT_TYPE, Measured, Metrics
 from genforge.serve.schemas import ERRORS, Health, Limits, ModelInfo, ModelList, request_classes
 from genforge.serve.store import load_models
 
-TEXT_ONLY = ("stream",)
 NOT_OPTIONS = {"model", "n", "seed", "label", "format", "image", "mask", "mask_image", "rows"}
 
 
