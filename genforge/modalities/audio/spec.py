@@ -15,7 +15,7 @@ class Audio(Modality):
     data_config = AudioDataConfig
     loader = "genforge.modalities.audio.data:load_audio"
     output = "genforge.modalities.audio.data:AudioOutput"
-    evaluator = "genforge.eval.runs:evaluate_audio_run"
+    evaluator = "genforge.eval.audio.evaluate:evaluate_audio_run"
 
     def http_body(self, samples: Any, fmt: str, meta: dict[str, Any],
                   label: Labeller) -> tuple[bytes, str]:

@@ -16,7 +16,7 @@ class Images(Modality):
     data_config = DataConfig
     loader = "genforge.modalities.images.data:load_images"
     output = "genforge.modalities.images.data:ImageOutput"
-    evaluator = "genforge.eval.runs:evaluate_images"
+    evaluator = "genforge.eval.images.report:evaluate_images_run"
     datasets = "genforge.modalities.images.sources:SOURCES"
     completes = "pixels"
     http_formats = ("png", "json", "array")

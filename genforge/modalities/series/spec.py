@@ -14,7 +14,7 @@ class Series(Modality):
     data_config = SeriesDataConfig
     loader = "genforge.modalities.series.data:load_series"
     output = "genforge.modalities.series.data:SeriesOutput"
-    evaluator = "genforge.eval.runs:evaluate_series_run"
+    evaluator = "genforge.eval.series.evaluate:evaluate_series_run"
     http_formats = ("csv", "json")
 
     def http_body(self, samples: Any, fmt: str, meta: dict[str, Any],

@@ -15,7 +15,7 @@ class Text(Modality):
     data_config = TextDataConfig
     loader = "genforge.modalities.text.data:load_text"
     output = "genforge.modalities.text.data:TextOutput"
-    evaluator = "genforge.eval.runs:evaluate_text_run"
+    evaluator = "genforge.eval.text.evaluate:evaluate_text_run"
     prints = True
     http_default_n = 1
     watermark_stage = "sample"
