@@ -77,6 +77,26 @@ def test_http_bodies_carry_the_samples_values():
     assert json.loads(image)["shape"] == [2, 3, 4, 4]
 
 
+# What the CLI did by name before the modalities answered it (cli/sample.py, git 1eb5548):
+# only text printed and was marked while sampling, only images were marked in the file
+# written, only tables sampled in chunks, refused --label and completed cells.
+CLI = {  # name: (prints, in_chunks, watermark_stage, completes, refuses --label)
+    "images": (False, False, "write", "pixels", False),
+    "text": (True, False, "sample", None, False),
+    "series": (False, False, None, None, False),
+    "tables": (False, True, None, "cells", True),
+    "audio": (False, False, None, None, False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLI))
+def test_what_the_cli_asks_is_what_it_did_by_name(name):
+    m = modalities()[name]
+    assert (m.prints, m.in_chunks, m.watermark_stage, m.completes,
+            m.label_refusal is not None) == CLI[name]
+    assert (m.watermark_scheme is None) == (m.watermark_stage is None)
+
+
 def test_the_terminal_shows_text_as_the_cli_always_has():
     text = modalities()["text"]
     assert text.prints and text.format_terminal(["a"]) == "a\n"
