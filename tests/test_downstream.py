@@ -109,7 +109,7 @@ def clf_file(tmp_path_factory):
 
 
 def test_eval_of_a_conditional_run_reports_downstream(runs, clf_file, tmp_path, monkeypatch):
-    from genforge.eval.runs import _image_lines
+    from genforge.eval.images.report import image_lines
 
     @dataclass
     class Quick(DownstreamSettings):  # the eval's settings, tested on 1,000 test images
@@ -131,7 +131,7 @@ def test_eval_of_a_conditional_run_reports_downstream(runs, clf_file, tmp_path, 
                           memorisation_queries=50, downstream=True, downstream_steps=10,
                           downstream_m=50, downstream_seeds=2)
     result = evaluate(runs / "mnist-cdcgan", options=options)
-    lines, paths = _image_lines(result, tmp_path / "eval")
+    lines, paths = image_lines(result, tmp_path / "eval")
     metrics = json.loads(paths["metrics"].read_text())
     block = metrics["downstream"]
     assert block["cas"]["n"] == 100 and block["augmentation"]["generated_m"] == 50

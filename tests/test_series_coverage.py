@@ -120,8 +120,8 @@ def test_p_values_of_calibrated_draws_are_near_uniform():
 
 def test_eval_summary_names_a_skipped_coverage_noise(monkeypatch):
     from genforge.eval.images.pipeline import EvalOptions
-    from genforge.eval.runs import evaluate_series_run
     from genforge.eval.series import evaluate as series
+    from genforge.eval.series.evaluate import evaluate_series_run
 
     why = "no ARIMA stand-in: 5 rows before the held-out tail; an ARIMA stand-in needs 8"
     monkeypatch.setattr(series, "evaluate_series", lambda model, **kw: {

@@ -13,25 +13,27 @@ def list_cmd(data_root: Annotated[str | None, typer.Option(help="Extra data root
     """Families, modalities, presets and the data sets found on this machine."""
     from genforge.config import read_yaml
     from genforge.data import data_roots
-    from genforge.modalities.images.sources import SOURCES
-    from genforge.registry import FAMILIES, MODALITIES, PRESET_DIR, PRESETS
+    from genforge.modalities.base import resolve
+    from genforge.registry import families, modalities, presets
 
     typer.echo("families:")
-    for spec in FAMILIES.values():
+    for spec in families().values():
         typer.echo(f"  {spec.name:<9} {spec.description} [{', '.join(spec.modalities)}]")
     typer.echo("modalities:")
-    for modality in MODALITIES.values():
+    for modality in modalities().values():
         typer.echo(f"  {modality.name:<9} {modality.description}")
     typer.echo("presets:")
-    for name, file in PRESETS.items():
-        raw = read_yaml(PRESET_DIR / file)
+    for name, file in presets().items():
+        raw = read_yaml(file)
         model = raw.get("model", {})
         what = f"{raw['family']}/{model.get('arch', model.get('kind', ''))}"
         data = raw.get("data", {})
         typer.echo(f"  {name:<22} {what:<18} {data.get('dataset', 'mnist')}")
     roots = data_roots(data_root)
     typer.echo("data sets (roots: " + ", ".join(map(str, roots)) + "):")
-    for name, source in SOURCES.items():
+    sources = {name: source for m in modalities().values() if m.datasets
+               for name, source in resolve(m.datasets).items()}
+    for name, source in sources.items():
         found = [str(r / source.folder) for r in roots
                  if (r / source.folder).is_dir() and any((r / source.folder).iterdir())]
         typer.echo(f"  {name:<14} {found[0] if found else 'missing (data.download=true fetches)'}")

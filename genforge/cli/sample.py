@@ -29,73 +29,64 @@ def sample(run: str, n: int | None, seed: int, label: int | None, out: str | Non
     keyed watermark to images and text (key: the run's labelling.key or
     GENFORGE_WATERMARK_KEY)."""
     from genforge.api import load
-    from genforge.modalities.text.data import format_texts
 
     options = {k: v for k, v in given.items() if v is not None}
     with user_errors():
         options = {k: SAMPLE_OPTIONS[k].check(v) for k, v in options.items()}
         model = load(run, device=device)
+        modality = model.modality_spec
         model.precision = precision  # tables sample in chunks, outside `sample`
         out = out or model.output.default_out
         n = n if n is not None else model.output.default_n
-        if model.modality != "text" and (stream or out == "-"):
+        if not modality.prints and (stream or out == "-"):
             raise ConfigError("--stream and --out - (the terminal) apply to text models only; "
                               f"{model.modality} samples go to "
                               f"{', '.join(model.output.suffixes)} files")
         if stream and out == "-":
             options["on_text"] = _print_piece  # the first text, as its tokens come
         key = _watermark_key(model, out, n, nrow) if watermark else None
-        if model.modality == "tables":  # chunk by chunk into the file: bounded memory for any n
-            if label is not None:
-                raise ConfigError("--label: tables models are conditioned with --where")
+        if label is not None and modality.label_refusal:
+            raise ConfigError(f"--label: {modality.label_refusal}")
+        if modality.in_chunks:  # chunk by chunk into the file: bounded memory for any n
             samples = model.sample_chunks(n, seed=seed, **options)
         else:
-            samples = model.sample(n, seed=seed, label=label,
-                                   watermark=key if model.modality == "text" else None,
-                                   **options)
+            samples = model.sample(n, seed=seed, label=label, watermark=key if
+                                   modality.watermark_stage == "sample" else None, **options)
         if out != "-":
             record = None if no_provenance else model.provenance_record(
-                seed=seed, **({"watermark": _scheme(model.modality)} if key else {}))
+                seed=seed, **({"watermark": _scheme(modality)} if key else {}))
             model.write(samples, Path(out), nrow=nrow, provenance=record,
-                        watermark=key if model.modality == "images" else None)
+                        watermark=key if modality.watermark_stage == "write" else None)
     if out != "-":
         typer.echo(f"wrote {n} samples to {out}")
-    elif stream:
-        sys.stdout.write("\n" + "".join(f"\n=== sample {i} ===\n{t}\n"
-                                         for i, t in enumerate(samples[1:], 1)))
     else:
-        sys.stdout.write(format_texts(samples))
+        sys.stdout.write(modality.format_terminal(samples, streamed=stream))
     sys.stdout.flush()
 
 
 def _watermark_key(model: Any, out: str, n: int, nrow: int | None) -> bytes:
     """The run's watermark key; refuses models and image sizes the watermark cannot take
     before any sampling is done."""
-    import math
-
     from genforge.labelling import KEY_ENV
-    from genforge.labelling.image_watermark import check_size
+    from genforge.registry import modalities
 
-    if model.modality not in ("images", "text"):
-        raise ConfigError(f"--watermark: applies to images and text, not {model.modality}")
+    if model.modality_spec.watermark_stage is None:
+        marked = [m.name for m in modalities().values() if m.watermark_stage is not None]
+        raise ConfigError(f"--watermark: applies to {' and '.join(marked)}, not "
+                          f"{model.modality}")
     key = model.labelling_key()
     if not key:
         raise ConfigError(f"--watermark needs a key: set labelling.key in the run's config or "
                           f"the {KEY_ENV} environment variable")
-    if model.modality == "images":
-        side = int(model.data_info.get("image_size", 0))
-        if Path(out).suffix == ".png":  # the grid is the image that carries the mark
-            cols = nrow or math.ceil(math.sqrt(n))
-            check_size(math.ceil(n / cols) * (side + 2) + 2, cols * (side + 2) + 2)
-        else:
-            check_size(side, side)
+    model.modality_spec.check_watermark(model.data_info, Path(out), n, nrow)
     return key
 
 
-def _scheme(modality: str) -> str:
-    from genforge.labelling import image_watermark, text_watermark
+def _scheme(modality: Any) -> str:
+    """The name of the watermark scheme `modality` marks its samples with."""
+    from genforge.modalities.base import resolve
 
-    return image_watermark.SCHEME if modality == "images" else text_watermark.SCHEME
+    return str(resolve(modality.watermark_scheme))
 
 
 def _print_piece(text: str) -> None:
@@ -195,9 +186,10 @@ def complete(
     with user_errors():
         model = load(run)
         model.precision = precision
-        if model.modality == "tables":
+        fills_cells = model.modality_spec.completes == "cells"
+        if fills_cells:
             rows = _complete_rows(model, input, out, seed, no_provenance)
-    if model.modality == "tables":
+    if fills_cells:
         typer.echo(f"wrote {rows} completed rows to {_table_out(out)}")
         return
     with user_errors():

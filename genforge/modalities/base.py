@@ -13,6 +13,9 @@ that listing the modalities stays cheap.
 from __future__ import annotations
 
 import importlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +35,16 @@ class Output(Protocol):
               provenance: dict[str, Any] | None = None) -> Path: ...
 
 
-Labeller = Any  # (file suffix, body bytes) -> labelled body bytes; genforge.serve.label
+Labeller = Callable[[str, bytes], bytes]  # (file suffix, body) -> labelled body; serve.label
+
+
+@dataclass
+class HttpCompletion:
+    """One `POST /v1/complete` request, read from its upload: what to run, how to answer."""
+
+    run: Callable[[], Any]  # the model's completion (the server runs it on the model's thread)
+    record: dict[str, Any]  # the provenance fields of this completion (operation, input, ...)
+    body: Callable[[Any, Labeller], tuple[bytes, str]]  # filled -> (body, media type)
 
 
 class Modality:
@@ -48,6 +60,12 @@ class Modality:
     # what the CLI does with samples
     prints: bool = False  # samples may go to the terminal (--out -) and stream (--stream)
     in_chunks: bool = False  # `sample` writes chunk by chunk (any n in bounded memory)
+    label_refusal: str | None = None  # why `sample --label` does not apply (None: it may)
+    datasets: str | None = None  # "module:attribute": name -> source (`.folder`), for `list`
+
+    # what `complete` fills in: "pixels" (the masked pixels of images, from --mask) or
+    # "cells" (the empty cells of table rows); None: nothing (families say whether they can)
+    completes: str | None = None
 
     # watermarks: the stage that carries the mark ("sample": while sampling, as text is
     # marked; "write": in the file written, as images are) and the scheme's name
@@ -67,16 +85,39 @@ class Modality:
 
     def http_body(self, samples: Any, fmt: str, meta: dict[str, Any],
                   label: Labeller) -> tuple[bytes, str]:
-        """(body, media type) of decoded `samples` in format `fmt` with `meta` fields."""
-        raise NotImplementedError(f"{self.name}: no HTTP body")
+        """(body, media type) of decoded `samples` in format `fmt` (one of `http_formats`)
+        with the `meta` fields, labelled by `label`. By default JSON: `samples` as nested
+        lists."""
+        values = samples.tolist() if hasattr(samples, "tolist") else list(samples)
+        return label(".json", json.dumps({**meta, "samples": values}).encode()), \
+            "application/json"
 
-    def format_terminal(self, samples: Any) -> str:
-        """What `genforge sample --out -` prints (a modality with `prints`)."""
+    def http_meta(self, data_info: dict[str, Any]) -> dict[str, Any]:
+        """Fields every `POST /v1/generate` body of this modality carries besides model, n,
+        seed (audio: its sample rate)."""
+        return {}
+
+    def http_model_info(self, data_info: dict[str, Any]) -> dict[str, Any]:
+        """Fields of the model's entry in `GET /v1/models` besides the common ones (images:
+        `image`, the channels and size an upload to /v1/complete must have)."""
+        return {}
+
+    def http_completion(self, model: Any, model_id: str, given: dict[str, Any],
+                        options: dict[str, Any], seed: int, max_upload: int) -> HttpCompletion:
+        """Read a `POST /v1/complete` request (`given`: its fields; `options`: the checked
+        completion options) for a modality that `completes`; a ConfigError naming the field
+        of a bad upload."""
+        raise ConfigError(f"model: {model_id} ({self.name}) cannot complete")
+
+    def format_terminal(self, samples: Any, *, streamed: bool = False) -> str:
+        """What `genforge sample --out -` prints (a modality with `prints`); `streamed`: the
+        first sample was printed already, as it was made."""
         raise ConfigError(f"{self.name} samples are written to files, not printed")
 
     def check_watermark(self, data_info: dict[str, Any], out: Path, n: int,
                         nrow: int | None) -> None:
-        """Refuse, before sampling, outputs the watermark cannot be put into."""
+        """Refuse, before sampling, outputs the watermark cannot be put into (a modality with
+        a `watermark_stage`)."""
 
     def __repr__(self) -> str:
         return f"<modality {self.name}>"

@@ -10,8 +10,6 @@ bug here. Nothing here prints; failures are logged through `logging`.
 
 # No `from __future__ import annotations` here: FastAPI must see the request classes built
 # inside create_app as real classes, not as names it cannot resolve.
-import base64
-import json
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -21,15 +19,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from genforge.errors import ConfigError, GenforgeError
-from genforge.serve import encode
+from genforge.modalities.base import Modality
+from genforge.registry import families, get_modality
 from genforge.serve.auth import BodyLimit, KeyStore, RateLimiter, is_loopback
 from genforge.serve.batching import Batcher, QueueFull
 from genforge.serve.knobs import (
@@ -45,7 +42,6 @@ from genforge.serve.metrics import CONTENT_TYPE, Measured, Metrics
 from genforge.serve.schemas import ERRORS, Health, Limits, ModelInfo, ModelList, request_classes
 from genforge.serve.store import load_models
 
-TEXT_ONLY = ("stream",)
 NOT_OPTIONS = {"model", "n", "seed", "label", "format", "image", "mask", "mask_image", "rows"}
 
 
@@ -57,22 +53,19 @@ class Served:
     model: Any
     family: str
     modality: str
+    spec: Modality  # what the routes ask of the model's modality
     knobs: list[Knob]
     complete: list[Knob] | None
     batcher: Batcher
 
     def info(self) -> ModelInfo:
-        image = None
-        if self.modality == "images":
-            image = {"channels": int(self.model.data_info["channels"]),
-                     "size": int(self.model.data_info["image_size"])}
         return ModelInfo(id=self.id, family=self.family, modality=self.modality,
-                         formats=list(encode.FORMATS.get(self.modality, ("json",))),
+                         formats=list(self.spec.http_formats),
                          knobs=[k.as_dict() for k in self.knobs],
                          complete=None if self.complete is None else
                          [k.as_dict() for k in self.complete],
                          num_classes=int(getattr(self.model, "num_classes", 0) or 0),
-                         image=image)
+                         **self.spec.http_model_info(self.model.data_info))
 
 
 def create_app(model_dirs: list[str | Path] | None = None, *, keys: str | Path | None = None,
@@ -144,11 +137,10 @@ def create_app(model_dirs: list[str | Path] | None = None, *, keys: str | Path |
             return await _stream(s, n, given.get("seed"), options, limits)
         samples = await s.batcher.submit(n, seed=given.get("seed"), label=label,
                                          timeout=limits.timeout_s, **options)
-        meta = {"model": s.id, "n": n, "seed": given.get("seed")}
-        if s.modality == "audio":
-            meta["sample_rate"] = int(s.model.data_info["sample_rate"])
-        content, media = encode.body_for(s.modality, samples, fmt, meta,
-                                         labeller(s.model, given.get("seed")))
+        meta = {"model": s.id, "n": n, "seed": given.get("seed"),
+                **s.spec.http_meta(s.model.data_info)}
+        content, media = s.spec.http_body(samples, fmt, meta,
+                                          labeller(s.model, given.get("seed")))
         return Response(content, media_type=media, headers=_seed_header(given.get("seed")))
 
     @app.post("/v1/complete", responses={**ERRORS, 200: {"description": "the filled image",
@@ -164,29 +156,10 @@ def create_app(model_dirs: list[str | Path] | None = None, *, keys: str | Path |
         options = {k: v for k, v in given.items() if k not in NOT_OPTIONS}
         check_options(s.complete, options, s.family)
         seed = given.get("seed", 0)
-        if s.modality == "tables":
-            return await _complete_rows(s, given, seed, limits)
-        if "image" not in given:
-            raise ConfigError("image: required (a base64 PNG or JPEG)")
-        info = s.model.data_info
-        x = encode.decode_image("image", given["image"], int(info["channels"]),
-                                int(info["image_size"]), max_bytes=limits.max_upload)
-        mask = _mask(given, info, limits)
-        label = _label(given.get("label"), 1)
-        if label is None and s.info().num_classes:  # the VAE's complete needs one
-            raise ConfigError(f"label: {s.id} is class-conditional; give the image's label")
-        filled = await s.batcher.run_alone(
-            lambda: s.model.complete(x[None], mask, seed=seed, label=label, **options),
-            timeout=limits.timeout_s)
-        image = np.asarray(filled.cpu() if isinstance(filled, torch.Tensor) else filled)[0]
-        label = labeller(s.model, seed, operation="complete",
-                         mask=given.get("mask", "mask_image"), input="upload")
-        png = label(".png", encode.png_bytes(image))
-        if given.get("format") == "json":
-            doc = json.dumps({"model": s.id, "seed": seed,
-                              "image": base64.b64encode(png).decode()}).encode()
-            return Response(label(".json", doc), media_type="application/json")
-        return Response(png, media_type="image/png")
+        job = s.spec.http_completion(s.model, s.id, given, options, seed, limits.max_upload)
+        filled = await s.batcher.run_alone(job.run, timeout=limits.timeout_s)
+        content, media = job.body(filled, labeller(s.model, seed, **job.record))
+        return Response(content, media_type=media)
 
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
@@ -224,15 +197,15 @@ def _serve(name: str, model: Any, limits: Limits, metrics: Metrics) -> Served:
                       enabled=limits.batching, max_queue=limits.max_queue, chunk=limits.chunk,
                       observe=lambda r, n: metrics.observe_batch(name, r, n))
     family, modality = family_of(model), modality_of(model)
-    can = complete_knobs(model, limits) if modality in ("images", "tables") and \
-        _can_complete(family) else None
-    return Served(name, model, family, modality, sample_knobs(model, limits), can, batcher)
+    spec = getattr(model, "modality_spec", None) or get_modality(modality)
+    can = complete_knobs(model, limits) if spec.completes and _can_complete(model, family) \
+        else None
+    return Served(name, model, family, modality, spec, sample_knobs(model, limits), can,
+                  batcher)
 
 
-def _can_complete(family: str) -> bool:
-    from genforge.registry import FAMILIES
-
-    spec = FAMILIES.get(family)
+def _can_complete(model: Any, family: str) -> bool:
+    spec = getattr(model, "family_spec", None) or families().get(family)
     return bool(spec is not None and spec.can_complete)
 
 
@@ -241,7 +214,7 @@ def _default(knobs: list[Knob], name: str) -> Any:
 
 
 def _format(s: Served, fmt: str | None) -> str:
-    allowed = encode.FORMATS.get(s.modality, ("json",))
+    allowed = s.spec.http_formats
     if fmt is not None and fmt not in allowed:
         raise ConfigError(f"format: {fmt!r} does not apply to {s.modality}; allowed are "
                           f"{', '.join(allowed)}")
@@ -252,40 +225,6 @@ def _label(label: int | list[int] | None, n: int) -> int | list[int] | None:
     if isinstance(label, list) and len(label) not in (1, n):
         raise ConfigError(f"label: {len(label)} labels for n={n}; give one, or one a sample")
     return label
-
-
-def _mask(given: dict[str, Any], info: dict[str, Any], limits: Limits) -> torch.Tensor:
-    """The mask of /v1/complete: a named one (never a file: the schema's pattern allows no
-    path) or an uploaded picture, white where pixels are missing. (1, 1, H, W) bool."""
-    size = int(info["image_size"])
-    if ("mask" in given) == ("mask_image" in given):
-        raise ConfigError("mask: give either mask (a name) or mask_image (a PNG), not both")
-    if "mask" in given:
-        from genforge.modalities.images.masks import make_mask
-
-        return make_mask(given["mask"], (1, int(info["channels"]), size, size),
-                         seed=given.get("seed", 0))
-    pixels = encode.decode_image("mask_image", given["mask_image"], 1, size,
-                                 max_bytes=limits.max_upload)
-    return torch.from_numpy(pixels >= 128)[None]  # (1, 1, H, W)
-
-
-async def _complete_rows(s: Served, given: dict[str, Any], seed: int,
-                         limits: Limits) -> Response:
-    """Imputation: CSV rows in, the same rows with their empty cells filled out."""
-    if "rows" not in given:
-        raise ConfigError("rows: required for a tables model (CSV text with a header)")
-    frame = encode.read_rows("rows", given["rows"])
-    try:
-        filled = await s.batcher.run_alone(lambda: s.model.complete_rows(frame, seed=seed),
-                                           timeout=limits.timeout_s)
-    except GenforgeError as err:  # "the rows: column 'x' is not in the model's schema"
-        raise ConfigError(f"rows: {err}") from None
-    content, media = encode.tables_body(filled, given.get("format") or "csv",
-                                        {"model": s.id, "seed": seed},
-                                        labeller(s.model, seed, operation="complete",
-                                                 input="upload"))
-    return Response(content, media_type=media)
 
 
 def _seed_header(seed: int | None) -> dict[str, str]:

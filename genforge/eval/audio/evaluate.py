@@ -274,3 +274,15 @@ def write_audio_report(metrics: dict[str, Any], clips: dict[str, Any], out: str 
     paths["report"].write_text(render_audio_html(metrics, clips, Path(run_dir) if run_dir
                                                  else None), encoding="utf-8")
     return paths
+
+
+def evaluate_audio_run(model: Any, options: Any, out: str,
+                       n_given: bool) -> tuple[list[str], dict[str, Path]]:
+    """The audio modality's evaluator (genforge.eval.runs); (summary lines, written paths)."""
+    from genforge.eval.runs import precision_field
+
+    metrics, clips = evaluate_audio(model, n=options.n if n_given else 500, seed=options.seed,
+                                    data_root=options.data_root, classifier=options.classifier)
+    metrics["precision"] = precision_field(options)
+    paths = write_audio_report(metrics, clips, out, run_dir=model.path)
+    return summary_lines(metrics), paths

@@ -31,6 +31,7 @@ from genforge.eval.privacy import privacy_record
 from genforge.eval.stats import FeatureStats, cached_stats, images_sha256, protocol_hash
 from genforge.modalities.images.data import load_images
 from genforge.modalities.images.sources import SOURCES
+from genforge.modalities.images.spec import MODALITY as IMAGES
 from genforge.version import __version__
 
 FORMAT = "genforge-eval-v1"
@@ -147,7 +148,7 @@ def run_sets(run: str | Path,
 
     model = load(run)
     model.precision = options.precision  # sampling too, not only the feature extractors
-    if model.modality != "images":
+    if model.modality != IMAGES.name:
         raise ConfigError(f"{run}: a {model.modality} model; image metrics need images")
     dataset = model.data_info.get("dataset")
     k = model.num_classes

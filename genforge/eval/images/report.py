@@ -307,3 +307,37 @@ img {{ image-rendering: pixelated; max-width: 100%; }}
 {body}
 </body></html>
 """
+
+
+IMAGE_SUMMARY = (("fid", "FID"), ("kid", "KID"), ("precision", "precision"),
+                 ("recall", "recall"), ("density", "density"), ("coverage", "coverage"))
+
+
+def evaluate_images_run(model: Any, options: Any, out: str,
+                         n_given: bool) -> tuple[list[str], dict[str, Path]]:
+    """The images modality's evaluator (genforge.eval.runs): the pipeline's metrics of the
+    run, written as metrics.json and report.html into `out`; (summary lines, paths)."""
+    from genforge.eval.images.pipeline import evaluate
+
+    return image_lines(evaluate(str(model.path), options=options), out)
+
+
+def image_lines(result: Any, out: str) -> tuple[list[str], dict[str, Path]]:
+    """Write `result`'s report into `out`; (the lines the CLI shows, written paths)."""
+    paths = write_report(result, out)
+    lines = []
+    for name, block in result.metrics["features"].items():
+        values = block["metrics"]
+        lines.append(f"{name}: " + ", ".join(
+            f"{label} {values[key]['mean'] if key == 'kid' else values[key]:.4g}"
+            for key, label in IMAGE_SUMMARY))
+    down = result.metrics.get("downstream")
+    if down:
+        cas, aug = down["cas"], down["augmentation"]
+        lines.append(f"downstream: CAS {cas['accuracy']:.4f} (real reference "
+                     f"{cas['real_reference']:.4f}, n {cas['n']}); augmentation "
+                     f"{aug['real_only']:.4f} -> {aug['real_plus_generated']:.4f} (gain "
+                     f"{aug['gain']:+.4f}, {aug['real_n']} real + {aug['generated_m']} generated)")
+    if "previous" in paths:
+        lines.append(f"the previous evaluation was moved to {paths['previous']}")
+    return lines, paths

@@ -30,6 +30,7 @@ from genforge.eval.series.scores import (  # also used by series_rolling and the
     mase,
     seasonal_naive,
 )
+from genforge.modalities.series.spec import MODALITY as SERIES
 from genforge.version import __version__
 
 
@@ -43,7 +44,7 @@ def evaluate_series(model_or_run: Any, *, n_paths: int = 200, seed: int = 0,
     model = load(model_or_run, device=device) \
         if isinstance(model_or_run, str | Path) else model_or_run
     info = model.data_info
-    if model.modality != "series":
+    if model.modality != SERIES.name:
         raise ValueError(f"{model.path}: not a time series model")
     values = np.asarray(info["history"], np.float64)  # (N, D)
     past, future = values[: info["train_rows"]], values[info["train_rows"] :]
@@ -226,3 +227,25 @@ def pit_chart(metrics: dict[str, Any]) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def evaluate_series_run(model: Any, options: Any, out: str,
+                        n_given: bool) -> tuple[list[str], dict[str, Path]]:
+    """The series modality's evaluator (genforge.eval.runs); (summary lines, written paths)."""
+    from genforge.eval.runs import precision_field, summary_line
+
+    metrics = evaluate_series(model, n_paths=options.n if n_given else 200, seed=options.seed)
+    metrics["precision"] = precision_field(options)
+    paths = write_series_report(metrics, out, run_dir=model.path, info=model.data_info)
+    keys = ("crps", "mase", "mase_relative_to_seasonal_naive", "coverage_50", "coverage_80",
+            "coverage_95")
+    lines = [summary_line(metrics["metrics"], keys)]
+    noise = metrics["metrics"]["coverage_noise"]
+    if "band_90" in noise:  # not skipped: say how much a coverage on so few rows can move
+        bands = ", ".join(f"{lv} {a:.2f}-{b:.2f}" for lv, (a, b)
+                          in zip(("50%", "80%", "95%"), noise["band_90"], strict=True))
+        lines.append(f"coverage a calibrated forecaster reaches on these rows 90% of the time: "
+                     f"{bands} (this run's coverage: p = {noise['p_value']:.2g})")
+    else:  # a named condition (too few rows, no ARIMA fits them): say which
+        lines.append(f"coverage noise skipped: {noise['skipped']}")
+    return lines, paths

@@ -42,6 +42,7 @@ import pandas as pd
 
 from genforge.errors import ConfigError
 from genforge.eval.tables.audit_report import AUDIT_FILE, summary_lines
+from genforge.modalities.tables.spec import MODALITY as TABLES
 
 GRID_SHARES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)  # k+ and k- as shares of m
 NON_DP_DELTA = 1e-5  # the delta a run without a DP claim is audited at (--delta changes it)
@@ -225,7 +226,7 @@ def audit_run(run: str | Path, options: AuditOptions) -> tuple[list[str], dict[s
 
     run = Path(run)
     model = load(run)
-    if model.modality != "tables":
+    if model.modality != TABLES.name:
         raise ConfigError(f"{run}: an audit needs a table run; this one is a {model.modality} "
                           "run")
     claim = privacy_record(run)

@@ -376,10 +376,11 @@ def _fmt(value: Any) -> str:
 
 def evaluate_tables_run(model: Any, options: Any, out: str, n_given: bool = True
                         ) -> tuple[list[str], dict[str, Any]]:
-    """For genforge.eval.runs.EVALUATORS: sample the run (options.n rows, or as many as its
-    training rows), score against its own data's train and test rows, write metrics.json and
-    report.html into `out`; (summary lines, written paths). The protected column for the
-    fairness gaps is options.protected, else the run's data.protected."""
+    """The tables modality's evaluator (genforge.eval.runs): sample the run (options.n rows,
+    or as many as its training rows), score against its own data's train and test rows,
+    write metrics.json and report.html into `out`; (summary lines, written paths). The
+    protected column for the fairness gaps is options.protected, else the run's
+    data.protected."""
     import json
     import time
     from pathlib import Path

@@ -28,6 +28,7 @@ import torch
 
 from genforge.config import ConfigError
 from genforge.errors import DataError
+from genforge.modalities.text.spec import MODALITY as TEXT
 from genforge.version import __version__
 
 COPY_N = 8
@@ -51,7 +52,7 @@ def evaluate_text(model_or_run: Any, *, text: str | Path | None = None,
 
     model = load(model_or_run, device=device) \
         if isinstance(model_or_run, str | Path) else model_or_run
-    if model.modality != "text":
+    if model.modality != TEXT.name:
         raise ConfigError(f"{model.path}: not a text model; use genforge eval for images")
     tokenizer = model.tokenizer
     held_out, train, source = _token_sets(model, tokenizer, text, reference, data_root)
@@ -248,3 +249,16 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return "–" if value is None else str(value)
+
+
+def evaluate_text_run(model: Any, options: Any, out: str,
+                      n_given: bool) -> tuple[list[str], dict[str, Path]]:
+    """The text modality's evaluator (genforge.eval.runs); (summary lines, written paths)."""
+    from genforge.eval.runs import precision_field, summary_line
+
+    metrics = evaluate_text(model, n_samples=options.n if n_given else 64, seed=options.seed,
+                            data_root=options.data_root)
+    metrics["precision"] = precision_field(options)
+    paths = write_text_report(metrics, out, run_dir=model.path)
+    keys = ("val_loss", "perplexity", "bits_per_char", "distinct_2", "copy_rate_8")
+    return [summary_line(metrics["metrics"], keys)], paths

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from genforge.modalities.base import Modality
+from typing import Any
+
+from genforge.modalities.base import Labeller, Modality
 from genforge.modalities.series.data import SeriesDataConfig
 
 
@@ -12,8 +14,14 @@ class Series(Modality):
     data_config = SeriesDataConfig
     loader = "genforge.modalities.series.data:load_series"
     output = "genforge.modalities.series.data:SeriesOutput"
-    evaluator = "genforge.eval.runs:evaluate_series_run"
+    evaluator = "genforge.eval.series.evaluate:evaluate_series_run"
     http_formats = ("csv", "json")
+
+    def http_body(self, samples: Any, fmt: str, meta: dict[str, Any],
+                  label: Labeller) -> tuple[bytes, str]:
+        from genforge.modalities.series.http import series_body
+
+        return series_body(samples, fmt, meta, label)
 
 
 MODALITY = Series()
