@@ -33,7 +33,7 @@ from genforge.inference.stream import text_pieces
 from genforge.inference.watermark import when_writing, while_sampling
 from genforge.modalities.images.data import from_model_range, to_model_range
 from genforge.modalities.images.inputs import read_images
-from genforge.registry import FAMILIES, get_modality
+from genforge.registry import get_family, get_modality
 from genforge.runs import check_model_memory, provenance, read_run, resume_config
 from genforge.training.loop import TrainResult
 from genforge.training.loop import train as run_loop
@@ -50,7 +50,7 @@ def train(cfg: RunConfig, *, out: str | Path | None = None, resume: str | Path |
     The data is read (and checked against the model) before a run folder exists, so a bad
     data set leaves nothing behind.
     """
-    spec = FAMILIES[cfg.family]
+    spec = get_family(cfg.family)
     data = get_modality(cfg.modality or spec.modalities[0]).load(cfg.data, data_root)
     if cfg.privacy.enabled and hasattr(data, "privatise"):
         data.privatise(cfg.privacy)  # preprocessing from a public schema or DP releases
@@ -72,7 +72,7 @@ class GenerativeModel:
         self.family = family or cfg.family
         # the two objects the engines ask, instead of comparing names; a run's modality is its
         # config's, else its data's kind, else its family's first (image runs wrote no kind)
-        self.family_spec = FAMILIES[self.family]
+        self.family_spec = get_family(self.family)
         self.modality = modality or (cfg.modality if cfg and cfg.modality else
                                      data_info.get("kind", self.family_spec.modalities[0]))
         self.modality_spec = get_modality(self.modality)
@@ -208,14 +208,12 @@ class GenerativeModel:
             yield self.output.decode(part, self.data_info)
 
     def complete_rows(self, rows: Any, *, seed: int = 0) -> Any:
-        """Tables: fill the empty cells of `rows` (a DataFrame or a .csv/.parquet path); the
-        given cells come back exactly as given."""
-        from genforge.modalities.tables.data import read_rows
-
+        """Fill the empty cells of `rows` (tables: a DataFrame or a .csv/.parquet path; what
+        the modality's `read_cells` reads); the given cells come back exactly as given."""
         if not self.can("complete_rows"):
-            raise ConfigError(f"{self.path}: rows are completed by tables models, not "
-                              f"{self.modality}")
-        given = read_rows(rows, self.data_info)
+            raise ConfigError(f"{self.path}: the {self.family} family does not complete the "
+                              f"empty cells of {self.modality} rows")
+        given = self.modality_spec.read_cells(rows, self.data_info)
         with self._autocast():
             return self.objective.complete(given, seed=seed)
 

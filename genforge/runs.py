@@ -15,7 +15,7 @@ import torch
 
 from genforge.config import RunConfig, apply_overrides, read_yaml
 from genforge.errors import ConfigError, DataError
-from genforge.registry import FAMILIES, build_run_config
+from genforge.registry import build_run_config, get_family
 from genforge.training.checkpoint import MODEL_FILE, read_model, split_state
 
 
@@ -46,7 +46,7 @@ def read_run(path: Path) -> tuple[RunConfig | None, Any, dict[str, Any], int, di
         raise DataError(f"{file}: its metadata is damaged ({type(err).__name__}: {err}); "
                         "copy the run folder again") from None
     cfg = build_run_config(raw, source=str(file))
-    objective = FAMILIES[cfg.family].build(cfg.model, data_info)
+    objective = get_family(cfg.family).build(cfg.model, data_info)
     for name, state in split_state(tensors, list(objective.sampling_nets)).items():
         try:
             objective.nets[name].load_state_dict(state)

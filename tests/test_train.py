@@ -110,6 +110,8 @@ class ToyConfig:
 
 class ToyObjective:
     sampling_nets = ("net",)
+    capabilities = frozenset({"sample"})  # genforge.inference.sampler
+    sample_keywords = ()
 
     def __init__(self, cfg: ToyConfig, info: dict) -> None:
         pixels = info["channels"] * info["image_size"] ** 2
@@ -133,14 +135,14 @@ class ToyObjective:
 def toy_family(monkeypatch):
     from dataclasses import dataclass
 
-    from genforge.registry import FAMILIES, FamilySpec
+    from genforge.registry import FamilySpec, families
 
     @dataclass
     class Toy:
         width: int = 8
 
-    monkeypatch.setitem(FAMILIES, "toy", FamilySpec("toy", "test only", Toy,
-                                                    f"{__name__}:ToyObjective", ("images",), False))
+    monkeypatch.setitem(families(), "toy", FamilySpec("toy", "test only", Toy,
+                                                      f"{__name__}:ToyObjective", ("images",)))
 
     def make(*overrides):
         from genforge.config import apply_overrides

@@ -92,4 +92,5 @@ def eval_command(
             lines, paths = evaluate_fakes(fake, options, out)
     for line in lines:
         typer.echo(line)
-    typer.echo(f"wrote {paths['metrics']} and {paths['report']}")
+    written = [str(paths[k]) for k in ("metrics", "report") if k in paths]  # an evaluator's own
+    typer.echo(f"wrote {' and '.join(written)}")

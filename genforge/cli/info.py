@@ -28,7 +28,10 @@ def list_cmd(data_root: Annotated[str | None, typer.Option(help="Extra data root
         model = raw.get("model", {})
         what = f"{raw['family']}/{model.get('arch', model.get('kind', ''))}"
         data = raw.get("data", {})
-        typer.echo(f"  {name:<22} {what:<18} {data.get('dataset', 'mnist')}")
+        # the data set named, else the path, else the modality's default data set
+        kind = raw.get("modality") or families()[raw["family"]].modalities[0]
+        default = getattr(modalities()[kind].data_config, "dataset", "-")
+        typer.echo(f"  {name:<22} {what:<18} {data.get('dataset') or data.get('path') or default}")
     roots = data_roots(data_root)
     typer.echo("data sets (roots: " + ", ".join(map(str, roots)) + "):")
     sources = {name: source for m in modalities().values() if m.datasets

@@ -18,7 +18,7 @@ import typer
 from genforge.cli.common import user_errors
 from genforge.errors import ConfigError
 from genforge.options import Option
-from genforge.registry import SAMPLE_OPTIONS, complete_options, sample_options
+from genforge.registry import complete_options, sample_options
 
 
 def sample(run: str, n: int | None, seed: int, label: int | None, out: str | None,
@@ -32,7 +32,7 @@ def sample(run: str, n: int | None, seed: int, label: int | None, out: str | Non
 
     options = {k: v for k, v in given.items() if v is not None}
     with user_errors():
-        options = {k: SAMPLE_OPTIONS[k].check(v) for k, v in options.items()}
+        options = {k: sample_options()[k].check(v) for k, v in options.items()}
         model = load(run, device=device)
         modality = model.modality_spec
         model.precision = precision  # tables sample in chunks, outside `sample`

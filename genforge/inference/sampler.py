@@ -31,7 +31,8 @@ CAPABILITIES = {
     "token_logprobs": "token_logprobs(ids): log p(x_t | x_<t) of each token",
     "complete": "complete(x, mask, *, seed, condition=None, **options): fills the masked "
                 "pixels of images in the model's range",
-    "complete_rows": "complete(frame, *, seed): fills the empty cells of a table's rows",
+    "complete_rows": "complete(values, *, seed): fills the empty cells of rows (the "
+                     "modality's read_cells; a table's DataFrame), given cells unchanged",
     "chunks": "iter_sample(n, *, seed, chunk=None, **options): samples chunk by chunk",
 }
 

@@ -109,6 +109,12 @@ class Modality:
         of a bad upload."""
         raise ConfigError(f"model: {model_id} ({self.name}) cannot complete")
 
+    def read_cells(self, source: Any, data_info: dict[str, Any]) -> Any:
+        """The values whose empty cells `complete_rows` fills (a modality that `completes`
+        "cells"): from what the user gives (tables: a DataFrame or a .csv/.parquet path), in
+        the form the objective's `complete` takes; a DataError naming the source if bad."""
+        raise ConfigError(f"{self.name} values have no cells to complete")
+
     def format_terminal(self, samples: Any, *, streamed: bool = False) -> str:
         """What `genforge sample --out -` prints (a modality with `prints`); `streamed`: the
         first sample was printed already, as it was made."""

@@ -27,6 +27,11 @@ class Tables(Modality):
 
         return tables_body(samples, fmt, meta, label)
 
+    def read_cells(self, source: Any, data_info: dict[str, Any]) -> Any:
+        from genforge.modalities.tables.data import read_rows
+
+        return read_rows(source, data_info)
+
     def http_completion(self, model: Any, model_id: str, given: dict[str, Any],
                         options: dict[str, Any], seed: int, max_upload: int) -> HttpCompletion:
         from genforge.modalities.tables.http import imputation

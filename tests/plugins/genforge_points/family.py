@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,6 +47,10 @@ class Mixture(nn.Module):
 
 
 class GMMObjective:
+    capabilities = frozenset({"sample", "complete_rows"})  # genforge.inference.sampler
+    sample_keywords = ()
+    complete_keywords = ()
+
     def __init__(self, cfg: GMMConfig, data_info: dict[str, Any]) -> None:
         self.cfg = cfg
         self.nets = {"gmm": Mixture(cfg.components, int(data_info["dims"]))}
@@ -71,20 +76,20 @@ class GMMObjective:
         return mix.means[k] + spread * mix.log_scales.exp()[k] * noise
 
     @torch.no_grad()
-    def complete(self, x: torch.Tensor, mask: torch.Tensor, *, seed: int,
-                 condition: Any = None) -> torch.Tensor:
-        """Points with their masked coordinates drawn from p(missing | observed): with
-        diagonal components, the component is drawn from its posterior given the observed
+    def complete(self, x: torch.Tensor, *, seed: int) -> np.ndarray:
+        """Points whose NaN coordinates are drawn from p(missing | observed): with diagonal
+        components, the component is drawn from its posterior given the observed
         coordinates, then the missing ones from that component."""
         mix = self.nets["gmm"]
         g = torch.Generator().manual_seed(seed)
+        mask = torch.isnan(x)
         observed = ~mask
         z = (torch.nan_to_num(x)[:, None] - mix.means) / mix.log_scales.exp()
         log_normal = (-0.5 * z.pow(2) - mix.log_scales - 0.5 * math.log(2 * math.pi))
         posterior = (log_normal * observed[:, None]).sum(-1) + mix.logits.log_softmax(0)
         k = torch.multinomial(posterior.softmax(-1), 1, generator=g).squeeze(1)
         draw = mix.means[k] + mix.log_scales.exp()[k] * torch.randn(x.shape, generator=g)
-        return torch.where(mask, draw, x)
+        return torch.where(mask, draw, x).double().numpy()
 
 
 FAMILY = FamilySpec(

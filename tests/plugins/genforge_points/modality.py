@@ -18,7 +18,7 @@ import torch
 
 from genforge.data.batches import Batch
 from genforge.errors import ConfigError, DataError
-from genforge.modalities.base import Modality
+from genforge.modalities.base import HttpCompletion, Modality
 
 
 @dataclass
@@ -165,6 +165,33 @@ class Points(Modality):
     output = "genforge_points.modality:PointsOutput"
     evaluator = "genforge_points.modality:evaluate_points"
     http_formats = ("json",)
+    completes = "cells"  # a point's missing coordinate (an empty CSV cell, NaN)
+
+    def read_cells(self, source: Any, data_info: dict[str, Any]) -> torch.Tensor:
+        """Points with empty cells: an (n, 2) array with NaN, or a CSV of x,y rows."""
+        if isinstance(source, str | Path):
+            try:
+                source = np.genfromtxt(source, delimiter=",", skip_header=1, ndmin=2)
+            except (OSError, ValueError) as err:
+                raise DataError(f"--input {source}: not a CSV of x,y rows ({err})") from None
+        values = torch.as_tensor(np.asarray(source, dtype=np.float64), dtype=torch.float32)
+        if values.ndim != 2 or values.shape[1] != 2:
+            raise DataError(f"points of shape {tuple(values.shape)}; expected (n, 2)")
+        return values
+
+    def http_completion(self, model: Any, model_id: str, given: dict[str, Any],
+                        options: dict[str, Any], seed: int, max_upload: int) -> HttpCompletion:
+        if not isinstance(given.get("rows"), str):
+            raise ConfigError("rows: required (CSV text x,y with empty cells)")
+        import io
+
+        points = np.genfromtxt(io.StringIO(given["rows"]), delimiter=",", skip_header=1,
+                               ndmin=2)
+        return HttpCompletion(
+            run=lambda: model.complete_rows(points, seed=seed),
+            record={"operation": "complete", "input": "upload"},
+            body=lambda filled, label: self.http_body(filled, "json",
+                                                      {"model": model_id, "seed": seed}, label))
 
     def http_body(self, samples: Any, fmt: str, meta: dict[str, Any],
                   label: Any) -> tuple[bytes, str]:
