@@ -49,6 +49,8 @@ CASES: dict[str, tuple[str, list[str], int, int]] = {
     "aim-dp1": ("adult-aim", ["privacy.epsilon=1", "privacy.delta=1e-5"], 1, 1000),
     "mst-dp1": ("adult-mst", ["privacy.epsilon=1", "privacy.delta=1e-5"], 1, 1000),
     "aim-dp3": ("adult-aim", ["privacy.epsilon=3", "privacy.delta=1e-5"], 1, 1000),
+    "mst-dp3": ("adult-mst", ["privacy.epsilon=3", "privacy.delta=1e-5"], 1, 1000),
+    "aim-dp05": ("adult-aim", ["privacy.epsilon=0.5", "privacy.delta=1e-5"], 1, 1000),
 }
 
 

@@ -32,11 +32,11 @@ from genforge.eval.stats import FeatureStats, cached_stats, images_sha256, proto
 from genforge.modalities.images.data import load_images
 from genforge.modalities.images.sources import SOURCES
 from genforge.modalities.images.spec import MODALITY as IMAGES
+from genforge.runtime.precision import PRECISIONS
 from genforge.version import __version__
 
 FORMAT = "genforge-eval-v1"
 FEATURES = ("domain", "inception", "all")
-PRECISIONS = ("auto", "fp32", "bf16")
 PR_K, DC_K, IS_SPLITS = 3, 5, 10
 
 
@@ -74,7 +74,8 @@ class EvalOptions:
         if self.features not in FEATURES:
             raise ConfigError(f"--features {self.features}: allowed are {', '.join(FEATURES)}")
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision {self.precision}: allowed are auto, fp32, bf16")
+            raise ConfigError(f"--precision {self.precision}: allowed are "
+                              f"{', '.join(PRECISIONS)}")
         if self.precision == "auto":  # resolved once: the extractors and the record see it
             from genforge.runtime.precision import choose_precision
 
