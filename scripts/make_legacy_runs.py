@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 from test_audio import DIGITS, RATE, tone  # noqa: E402
+from test_legacy_runs import call as run_call  # noqa: E402  the replay the test makes
 from test_marginal import SCHEMA as MARGINAL_SCHEMA  # noqa: E402
 from test_marginal import known_frame  # noqa: E402
 from test_tables import TINY as TINY_TABLE  # noqa: E402
@@ -138,19 +139,6 @@ def calls_for(name: str, model: Any) -> list[dict[str, Any]]:
         calls.append({"name": "complete_bottom", "method": "complete", "mask": "bottom-half",
                       "seed": 5})
     return calls
-
-
-def run_call(model: Any, call: dict[str, Any], folder: Path) -> Any:
-    """What the public API returns for `call` (inputs of completions are read from folder)."""
-    if call["method"] == "sample":
-        return model.sample(call["n"], seed=call["seed"], label=call.get("label"),
-                            precision="fp32", **call["options"])
-    if call["method"] == "complete":
-        images = np.load(folder / "expected.npz")[call["name"] + "_input"]
-        return model.complete(images, call["mask"], seed=call["seed"])
-    if call["method"] == "complete_rows":
-        return model.complete_rows(folder / f"{call['name']}_input.csv", seed=call["seed"])
-    raise ValueError(call["method"])
 
 
 def completion_inputs(model: Any, calls: list[dict[str, Any]], folder: Path,

@@ -61,8 +61,9 @@ def model_of(name: str) -> genforge.GenerativeModel:
     return _models[name]
 
 
-def call(model, folder: Path, spec: dict):
-    """The public API call that `spec` (a MANIFEST.json entry) records."""
+def call(model, spec: dict, folder: Path):
+    """The public API call that `spec` (a MANIFEST.json entry) records; the script that
+    wrote the runs (scripts/make_legacy_runs.py) records its outputs through this too."""
     if spec["method"] == "sample":
         return model.sample(spec["n"], seed=spec["seed"], label=spec.get("label"),
                             precision="fp32", **spec["options"])
@@ -110,7 +111,7 @@ def test_legacy_run_loads_and_reproduces_its_recorded_samples(name, call_name):
     spec = next(c for c in run["calls"] if c["name"] == call_name)
     model = model_of(name)
     assert (model.family, model.modality) == (run["family"], run["modality"])
-    got = call(model, folder, spec)
+    got = call(model, spec, folder)
     if isinstance(got, pd.DataFrame):
         assert_tables_close(got, folder / f"expected_{call_name}.csv")
     elif isinstance(got, list):  # greedy texts
