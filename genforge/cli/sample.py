@@ -30,9 +30,8 @@ def sample(run: str, n: int | None, seed: int, label: int | None, out: str | Non
     GENFORGE_WATERMARK_KEY)."""
     from genforge.api import load
 
-    options = {k: v for k, v in given.items() if v is not None}
+    options = {k: v for k, v in given.items() if v is not None}  # checked by the flags' wrapper
     with user_errors():
-        options = {k: sample_options()[k].check(v) for k, v in options.items()}
         model = load(run, device=device)
         modality = model.modality_spec
         model.precision = precision  # tables sample in chunks, outside `sample`
