@@ -40,7 +40,6 @@ DEFAULT_PRESET = "mnist-dcgan"
 CONFIG_PATH_ENV = "GENFORGE_CONFIG_PATH"  # more preset folders, os.pathsep-separated
 FAMILY_GROUP, MODALITY_GROUP = "genforge.families", "genforge.modalities"  # entry points
 
-SampleOption = Option  # the name this class had before families declared their own options
 
 
 def _builtins(package: str, attribute: str) -> list[tuple[str, Any]]:
