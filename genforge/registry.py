@@ -41,7 +41,6 @@ CONFIG_PATH_ENV = "GENFORGE_CONFIG_PATH"  # more preset folders, os.pathsep-sepa
 FAMILY_GROUP, MODALITY_GROUP = "genforge.families", "genforge.modalities"  # entry points
 
 
-
 def _builtins(package: str, attribute: str) -> list[tuple[str, Any]]:
     """genforge's own families or modalities: every subpackage of `package` with a `spec`
     module, found by listing the folder (no table to keep in step)."""
