@@ -25,8 +25,8 @@ import torch
 from genforge.config import RunConfig
 from genforge.errors import ConfigError, DataError
 from genforge.inference import batching
+from genforge.inference.autocast import autocast
 from genforge.inference.batching import EXACT_CHUNK, MAX_SAMPLES, check_count
-from genforge.inference.precision import autocast
 from genforge.inference.sampler import check_options, declared, taken_options
 from genforge.inference.session import PER_REQUEST, SamplingSession
 from genforge.inference.stream import text_pieces
